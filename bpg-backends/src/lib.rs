@@ -1,0 +1,1 @@
+//! Backend implementations and middleware layers (filled by the backends issues).

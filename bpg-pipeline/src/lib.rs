@@ -1,0 +1,1 @@
+//! The embeddable DAG runner (filled by the bpg-pipeline issue).
