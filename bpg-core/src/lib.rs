@@ -29,8 +29,10 @@
 mod backend;
 mod diagnostic;
 mod error;
+pub mod formats;
 mod job;
 mod quantity;
+mod sim;
 mod state;
 
 pub use backend::{
@@ -41,4 +43,5 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use error::{BoxError, Error, Result};
 pub use job::{AppType, Dependencies, DynamicAllocation, EnvVar, PodSpec, RestartPolicy, SparkJob};
 pub use quantity::{MemoryQuantity, QuantityError};
+pub use sim::{SimBackend, SimBackendBuilder, SimOutcome, SimScript};
 pub use state::{JobState, JobStatus};
