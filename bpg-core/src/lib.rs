@@ -32,7 +32,6 @@ mod error;
 pub mod formats;
 mod job;
 mod quantity;
-mod sim;
 mod state;
 
 pub use backend::{
@@ -43,5 +42,4 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use error::{BoxError, Error, Result};
 pub use job::{AppType, Dependencies, DynamicAllocation, EnvVar, PodSpec, RestartPolicy, SparkJob};
 pub use quantity::{MemoryQuantity, QuantityError};
-pub use sim::{SimBackend, SimBackendBuilder, SimOutcome, SimScript};
 pub use state::{JobState, JobStatus};
