@@ -32,7 +32,10 @@ mod error;
 pub mod formats;
 mod job;
 mod quantity;
+mod sim;
 mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use backend::{
     Backend, BackendExt, Capabilities, IdempotencyKey, JobId, LogLine, LogOptions, LogStream,
@@ -42,4 +45,5 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use error::{BoxError, Error, Result};
 pub use job::{AppType, Dependencies, DynamicAllocation, EnvVar, PodSpec, RestartPolicy, SparkJob};
 pub use quantity::{MemoryQuantity, QuantityError};
+pub use sim::{SimBackend, SimBackendBuilder, SimOutcome, SimScript};
 pub use state::{JobState, JobStatus};
