@@ -438,10 +438,10 @@ pub trait BackendExt: Backend {
             Some(limit) => match tokio::time::timeout(limit, wait).await {
                 Ok(result) => result,
                 Err(_) => {
-                    if options.cancel_on_timeout {
-                        if let Err(e) = self.cancel(id).await {
-                            tracing::warn!(job = %id, error = %e, "cancel after timeout failed");
-                        }
+                    if options.cancel_on_timeout
+                        && let Err(e) = self.cancel(id).await
+                    {
+                        tracing::warn!(job = %id, error = %e, "cancel after timeout failed");
                     }
                     Err(Error::Timeout {
                         what: format!("waiting for job {id}"),

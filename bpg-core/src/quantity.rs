@@ -113,7 +113,7 @@ fn largest_exact(
 ) -> (u64, &'static str) {
     if bytes != 0 {
         for &(size, name) in units {
-            if bytes % size == 0 {
+            if bytes.is_multiple_of(size) {
                 return (bytes / size, name);
             }
         }
@@ -192,7 +192,7 @@ impl FromStr for MemoryQuantity {
                 .map_err(|_| QuantityError::new(input, "malformed number"))?;
             let scale = 10u128.pow(frac_part.len() as u32);
             let scaled = frac * multiplier as u128;
-            if scaled % scale != 0 {
+            if !scaled.is_multiple_of(scale) {
                 return Err(QuantityError::new(input, "not a whole number of bytes"));
             }
             let extra = u64::try_from(scaled / scale).map_err(|_| too_large())?;

@@ -99,10 +99,10 @@ impl SimScript {
         let mut script = defaults.clone();
         let mut problems = Diagnostics::new();
         for (key, value) in labels {
-            if let Some(setting) = key.strip_prefix("sim/") {
-                if let Err(d) = script.apply(setting, value) {
-                    problems.push(Diagnostic::error(format!("labels.{key}"), d));
-                }
+            if let Some(setting) = key.strip_prefix("sim/")
+                && let Err(d) = script.apply(setting, value)
+            {
+                problems.push(Diagnostic::error(format!("labels.{key}"), d));
             }
         }
         if problems.has_errors() {
@@ -343,7 +343,7 @@ struct SimJob {
 }
 
 impl SimJob {
-    fn status(&self, now: Instant) -> JobStatus {
+    fn status(&self) -> JobStatus {
         let (state, native) = match (self.started_at, self.ended) {
             (_, Some((_, JobState::Cancelled))) => (JobState::Cancelled, "CANCELLED"),
             (_, Some((_, JobState::Succeeded))) => (JobState::Succeeded, "COMPLETED"),
@@ -359,7 +359,6 @@ impl SimJob {
         if state == JobState::Failed {
             status.message = Some(self.script.failure_message.clone());
         }
-        let _ = now;
         status
     }
 
@@ -373,13 +372,13 @@ impl SimJob {
             .take_while(|&i| started + self.script.log_line_offset(i) <= until)
             .map(|i| self.script.log_line(i))
             .collect();
-        if let Some((t, JobState::Failed)) = self.ended {
-            if t <= now {
-                lines.push(format!(
-                    "ERROR simulated driver: {}",
-                    self.script.failure_message
-                ));
-            }
+        if let Some((t, JobState::Failed)) = self.ended
+            && t <= now
+        {
+            lines.push(format!(
+                "ERROR simulated driver: {}",
+                self.script.failure_message
+            ));
         }
         lines
     }
@@ -560,10 +559,12 @@ impl Backend for SimBackend {
         let script = SimScript::from_labels(&job.labels, &self.inner.script)?;
         let now = Instant::now();
         let mut state = self.lock();
-        if let Some(key) = &options.idempotency_key {
-            if let Some(id) = state.by_key.get(key) {
-                return Ok(state.jobs[id].submission.clone());
-            }
+        if let Some(id) = options
+            .idempotency_key
+            .as_ref()
+            .and_then(|k| state.by_key.get(k))
+        {
+            return Ok(state.jobs[id].submission.clone());
         }
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -607,7 +608,7 @@ impl Backend for SimBackend {
         state
             .jobs
             .get(id)
-            .map(|job| job.status(now))
+            .map(|job| job.status())
             .ok_or_else(|| Error::NotFound {
                 what: format!("simulated job {id}"),
             })
@@ -732,7 +733,7 @@ impl Backend for SimBackend {
             let job = state.jobs.get(id).ok_or_else(|| Error::NotFound {
                 what: format!("simulated job {id}"),
             })?;
-            let current = job.status(now);
+            let current = job.status();
             if previous.is_none_or(|p| p.state != current.state) {
                 return Ok(current);
             }
