@@ -1,1 +1,26 @@
-//! The embeddable DAG runner (filled by the bpg-pipeline issue).
+//! # bpg-pipeline
+//!
+//! An embeddable DAG runner with Airflow's semantics, for pipelines of Spark jobs on any
+//! [`bpg_core::Backend`].
+//!
+//! A [`Dag`] is built in Rust ([`Dag::builder`]) or loaded from YAML ([`load_dag_file`]); both are
+//! validated with every problem reported at once. A pure [`scheduler::Scheduler`] decides what
+//! runs (trigger rules, eager `upstream_failed`/`skipped` marking, retries with backoff) and a thin
+//! async executor runs it on the caller's tokio runtime.
+
+mod context;
+mod dag;
+mod events;
+mod retry;
+pub mod scheduler;
+mod validate;
+
+pub use context::{TaskContext, TaskError, XComs};
+pub use dag::{
+    ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_TASKS, Dag, DagBuilder,
+    DefaultArgs, RetryPolicy, SourceMap, SparkTask, Task, TaskFn, TaskFuture, TaskKind,
+    TriggerRule,
+};
+pub use events::{Event, EventStream, RunState, TaskState};
+pub use retry::{MAX_RETRY_DELAY, retry_delay};
+pub use validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};

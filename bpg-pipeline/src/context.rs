@@ -1,0 +1,149 @@
+//! What a running task sees: its identity, run parameters, XCom, a log, and cancellation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventSink;
+
+/// How a task attempt ended badly, as Airflow distinguishes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The attempt failed; retries apply.
+    #[error("{0}")]
+    Failed(String),
+    /// The task failed and must not be retried (Airflow's `AirflowFailException`).
+    #[error("{0} (not retried)")]
+    Fatal(String),
+    /// The task chose to skip itself (Airflow's `AirflowSkipException`).
+    #[error("skipped: {0}")]
+    Skipped(String),
+}
+
+impl TaskError {
+    /// A retryable failure.
+    pub fn failed(message: impl Into<String>) -> Self {
+        TaskError::Failed(message.into())
+    }
+}
+
+impl From<bpg_core::Error> for TaskError {
+    fn from(e: bpg_core::Error) -> Self {
+        TaskError::Failed(e.to_string())
+    }
+}
+
+/// Values tasks of one run hand each other, keyed by (task id, key).
+#[derive(Debug, Default)]
+pub struct XComs {
+    values: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
+}
+
+impl XComs {
+    /// An empty set.
+    pub fn new() -> Self {
+        XComs::default()
+    }
+
+    /// Stores `value` under (`task_id`, `key`), replacing any earlier one.
+    pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
+        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values
+            .entry(task_id.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value);
+    }
+
+    /// The value under (`task_id`, `key`).
+    pub fn pull(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values.get(task_id).and_then(|m| m.get(key)).cloned()
+    }
+
+    /// Every value a task pushed.
+    pub fn task_values(&self, task_id: &str) -> HashMap<String, serde_json::Value> {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values.get(task_id).cloned().unwrap_or_default()
+    }
+}
+
+/// Identity of a DAG run, shared by its tasks.
+#[derive(Debug)]
+pub(crate) struct RunInfo {
+    pub dag_id: Arc<str>,
+    pub run_id: Arc<str>,
+    pub logical_date: DateTime<Utc>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Handed to a Rust function task: who it is, the run's params and XCom, a log, and a token that is
+/// cancelled when the attempt times out or the run is cancelled.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    pub(crate) run: Arc<RunInfo>,
+    pub(crate) task_id: Arc<str>,
+    pub(crate) try_number: u32,
+    pub(crate) xcoms: Arc<XComs>,
+    pub(crate) events: EventSink,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl TaskContext {
+    /// The DAG's id.
+    pub fn dag_id(&self) -> &str {
+        &self.run.dag_id
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    /// This task's id.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// This attempt's number (1 for the first).
+    pub fn try_number(&self) -> u32 {
+        self.try_number
+    }
+
+    /// The run's logical date.
+    pub fn logical_date(&self) -> DateTime<Utc> {
+        self.run.logical_date
+    }
+
+    /// The logical date as `YYYY-MM-DD` (Airflow's `ds`).
+    pub fn ds(&self) -> String {
+        self.run.logical_date.format("%Y-%m-%d").to_string()
+    }
+
+    /// The run's params.
+    pub fn params(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.run.params
+    }
+
+    /// A value another task pushed.
+    pub fn xcom_pull(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
+        self.xcoms.pull(task_id, key)
+    }
+
+    /// Pushes a value for downstream tasks.
+    pub fn xcom_push(&self, key: &str, value: serde_json::Value) {
+        self.xcoms.push(&self.task_id, key, value);
+    }
+
+    /// Writes a line to the task log.
+    pub fn log(&self, line: impl Into<String>) {
+        self.events.log(&self.task_id, self.try_number, line);
+    }
+
+    /// Cancelled when the attempt times out or the run is cancelled: long work should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
