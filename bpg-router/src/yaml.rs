@@ -1,0 +1,162 @@
+//! Reading rules files: YAML errors as located diagnostics, and where each entry sits in the file so
+//! that later validation errors can point at it too.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bpg_core::{Diagnostic, Diagnostics};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_saphyr::Spanned;
+
+/// Line and column of entries of a rules file, keyed by field path (`rules[2].route.clusters[0]`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceMap {
+    pub file: Option<std::path::PathBuf>,
+    positions: HashMap<String, (usize, usize)>,
+}
+
+impl SourceMap {
+    /// A diagnostic about `field`, located when the field's position is known.
+    pub(crate) fn error(&self, field: &str, message: impl Into<String>) -> Diagnostic {
+        let mut d = Diagnostic::error(field, message);
+        if let Some(file) = &self.file {
+            d = d.with_file(file);
+        }
+        // Fall back to the closest enclosing entry that has a position.
+        let mut path = field;
+        loop {
+            if let Some(&(line, col)) = self.positions.get(path) {
+                return d.at(line, col);
+            }
+            match path.rfind(['.', '[']) {
+                Some(i) => path = &path[..i],
+                None => return d,
+            }
+        }
+    }
+
+    pub(crate) fn line(&self, field: &str) -> Option<usize> {
+        self.positions.get(field).map(|&(line, _)| line)
+    }
+
+    fn put<T>(&mut self, field: String, s: &Spanned<T>) {
+        let (line, col) = (s.referenced.line(), s.referenced.column());
+        if line > 0 {
+            self.positions
+                .insert(field, (usize::try_from(line).unwrap_or(0), usize::try_from(col).unwrap_or(0)));
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FileLocs {
+    clusters: Vec<Spanned<IgnoredAny>>,
+    queues: Vec<Spanned<IgnoredAny>>,
+    constraints: Vec<Spanned<IgnoredAny>>,
+    rules: Vec<Spanned<RuleLocs>>,
+    default: Option<Spanned<RouteLocs>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RuleLocs {
+    route: Option<Spanned<RouteLocs>>,
+    #[serde(rename = "match")]
+    matches: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RouteLocs {
+    clusters: Vec<Spanned<IgnoredAny>>,
+    fallback: Vec<Spanned<IgnoredAny>>,
+}
+
+impl SourceMap {
+    /// Positions of the entries of a rules file that parsed; empty when it did not.
+    pub(crate) fn of_rules_file(text: &str, file: Option<&Path>) -> SourceMap {
+        let mut map = SourceMap {
+            file: file.map(Path::to_path_buf),
+            positions: HashMap::new(),
+        };
+        let Ok(locs) = serde_saphyr::from_str::<FileLocs>(text) else {
+            return map;
+        };
+        for (i, c) in locs.clusters.iter().enumerate() {
+            map.put(format!("clusters[{i}]"), c);
+        }
+        for (i, q) in locs.queues.iter().enumerate() {
+            map.put(format!("queues[{i}]"), q);
+        }
+        for (i, c) in locs.constraints.iter().enumerate() {
+            map.put(format!("constraints[{i}]"), c);
+        }
+        let route = |map: &mut SourceMap, at: String, r: &Spanned<RouteLocs>| {
+            map.put(at.clone(), r);
+            for (j, t) in r.value.clusters.iter().enumerate() {
+                map.put(format!("{at}.clusters[{j}]"), t);
+            }
+            for (j, t) in r.value.fallback.iter().enumerate() {
+                map.put(format!("{at}.fallback[{j}]"), t);
+            }
+        };
+        for (i, r) in locs.rules.iter().enumerate() {
+            map.put(format!("rules[{i}]"), r);
+            if let Some(m) = &r.value.matches {
+                map.put(format!("rules[{i}].match"), m);
+            }
+            if let Some(rt) = &r.value.route {
+                route(&mut map, format!("rules[{i}].route"), rt);
+            }
+        }
+        if let Some(d) = &locs.default {
+            route(&mut map, "default".into(), d);
+        }
+        map
+    }
+}
+
+/// Parses YAML into `T`, turning a parse error into a diagnostic with file, line, column and the key
+/// on the offending line as the field.
+pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>) -> Result<T, Diagnostics> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let located = e.location().filter(|l| l.line() > 0);
+        let message = strip_location(&e.without_snippet().to_string());
+        let field = located
+            .and_then(|l| key_on_line(text, usize::try_from(l.line()).ok()?))
+            .unwrap_or_default();
+        let mut d = Diagnostic::error(field, message);
+        if let Some(file) = file {
+            d = d.with_file(file);
+        }
+        if let Some(l) = located {
+            d = d.at(
+                usize::try_from(l.line()).unwrap_or(0),
+                usize::try_from(l.column()).unwrap_or(0),
+            );
+        }
+        Diagnostics::from(d)
+    })
+}
+
+/// serde-saphyr prefixes messages with `error: line L column C: `; the diagnostic carries those.
+fn strip_location(message: &str) -> String {
+    let m = message.strip_prefix("error: ").unwrap_or(message);
+    if m.starts_with("line ")
+        && let Some(i) = m.find(": ")
+    {
+        return m[i + 2..].to_owned();
+    }
+    m.to_owned()
+}
+
+/// The mapping key written on a 1-based line (`  - weight: x` gives `weight`).
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let l = l.trim_start().trim_start_matches("- ").trim_start();
+    let (key, _) = l.split_once(':')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
+}
