@@ -233,13 +233,27 @@ impl RouteConfig {
 /// A cluster in a route, optionally with a weight that overrides the cluster's own.
 ///
 /// Written either as a bare id or as `{cluster: id, weight: n}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetConfig {
     /// Cluster id.
     pub cluster: String,
     /// Weight for this route; the cluster's `weight` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+}
+
+impl Serialize for TargetConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.weight {
+            None => serializer.serialize_str(&self.cluster),
+            Some(weight) => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("cluster", &self.cluster)?;
+                map.serialize_entry("weight", &weight)?;
+                map.end()
+            }
+        }
+    }
 }
 
 impl TargetConfig {

@@ -278,7 +278,7 @@ impl fmt::Display for Explanation {
                 write!(f, "\n  {:width$}  weight {:<4}", c.cluster, c.weight)?;
                 match c.in_flight {
                     Some(n) => write!(f, " in flight {n:<4}")?,
-                    None => write!(f, " in flight ?   ")?,
+                    None => write!(f, " in flight -   ")?,
                 }
                 if c.fallback {
                     f.write_str(" [fallback]")?;

@@ -144,12 +144,15 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>) -> Res
 /// serde-saphyr prefixes messages with `error: line L column C: `; the diagnostic carries those.
 fn strip_location(message: &str) -> String {
     let m = message.strip_prefix("error: ").unwrap_or(message);
-    if m.starts_with("line ")
-        && let Some(i) = m.find(": ")
-    {
-        return m[i + 2..].to_owned();
+    let m = match m.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((_, rest)) => rest,
+        None => m,
+    };
+    // Some messages repeat the position at the end.
+    match m.rfind(" at line ") {
+        Some(i) if m[i..].contains(", column ") => m[..i].to_owned(),
+        _ => m.to_owned(),
     }
-    m.to_owned()
 }
 
 /// The mapping key written on a 1-based line (`  - weight: x` gives `weight`).
