@@ -282,8 +282,8 @@ fn imported_bpg_config_routes_like_bpg() {
     j.spark_version = "3.10".into();
     let err = rules.route(&j, &view, &mut rng).unwrap_err();
     assert!(err.explanation.candidates.iter().all(|c| c.excluded == Some(Exclusion::SparkVersion { version: "3.10".into() })));
-    // BPG's default maxExecutorInstances is 5000.
-    let mut wide = vip.clone();
+    // BPG's default maxExecutorInstances is 5000 (checked against the full queue name).
+    let mut wide = vip.clone().with_queue("vip");
     wide.executor.instances = Some(5001);
     assert!(matches!(
         rules.route(&wide, &view, &mut rng).unwrap_err().explanation.outcome,
