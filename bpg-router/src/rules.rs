@@ -818,3 +818,54 @@ impl RoutingRules {
             .map(|&i| self.clusters[i].connection.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConstraintConfig;
+    use bpg_core::AppType;
+    use rand::SeedableRng;
+
+    /// Even rules compiled without the load-time proof never place a job against a constraint:
+    /// every decision checks again.
+    #[test]
+    fn decisions_enforce_constraints_without_the_load_check() {
+        let config = RulesConfig {
+            clusters: vec![
+                crate::ClusterConfig::new("phi-east", "k").with_tag("phi-compliant", "true"),
+                crate::ClusterConfig::new("spot-1", "k").with_weight(50),
+            ],
+            constraints: vec![ConstraintConfig {
+                name: "phi-isolation".into(),
+                when: MatchConfig::default().with_label("dc", "phi"),
+                require_tags: BTreeMap::from([("phi-compliant".into(), ValueSet(vec!["true".into()]))]),
+            }],
+            rules: vec![crate::RuleConfig {
+                name: "only-spot".into(),
+                matches: MatchConfig::default().with_label("team", "web"),
+                route: Some(RouteConfig::to(["spot-1"])),
+                deny: None,
+            }],
+            default: Some(RouteConfig::to(["spot-1", "phi-east"])),
+            ..RulesConfig::default()
+        };
+        assert!(RoutingRules::new(config.clone()).is_err());
+        let rules = RoutingRules::compile(config, &SourceMap::default(), false).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let view = ClusterView::new();
+        let phi = SparkJob::new("p", AppType::Scala, "3.5", "x.jar").with_label("dc", "phi");
+        for _ in 0..100 {
+            assert_eq!(rules.route(&phi, &view, &mut rng).unwrap().cluster, "phi-east");
+        }
+        let err = rules
+            .route(&phi.clone().with_label("team", "web"), &view, &mut rng)
+            .unwrap_err();
+        assert_eq!(
+            err.explanation.candidates[0].excluded,
+            Some(Exclusion::Constraint {
+                constraint: "phi-isolation".into(),
+                missing: "phi-compliant=true".into()
+            })
+        );
+    }
+}
