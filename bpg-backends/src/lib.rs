@@ -43,3 +43,5 @@ pub mod local;
 
 #[cfg(feature = "emr")]
 pub mod emr;
+#[cfg(feature = "emr")]
+pub use emr::{EmrConfig, EmrContainersBackend};
