@@ -8,12 +8,27 @@
 //! runs (trigger rules, eager `upstream_failed`/`skipped` marking, retries with backoff) and a thin
 //! async executor runs it on the caller's tokio runtime.
 
+mod connections;
 mod context;
 mod dag;
 mod events;
+mod executor;
+mod report;
 mod retry;
 pub mod scheduler;
+mod store;
+mod template;
 mod validate;
+mod yaml;
+
+pub use connections::{
+    BackendFactory, Connection, ConnectionRegistry, ENV_PREFIX, SecretRef, SimFactory,
+};
+pub use executor::{CancelPolicy, Runner};
+pub use report::{RunReport, TaskReport};
+pub use store::{
+    InMemoryRunStore, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord,
+};
 
 pub use context::{TaskContext, TaskError, XComs};
 pub use dag::{
@@ -24,3 +39,4 @@ pub use dag::{
 pub use events::{Event, EventStream, RunState, TaskState};
 pub use retry::{MAX_RETRY_DELAY, retry_delay};
 pub use validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
+pub use yaml::{load_dag_file, parse_dag};

@@ -63,8 +63,14 @@ mod tests {
     #[test]
     fn without_backoff_every_delay_is_retry_delay_capped() {
         for t in 1..=6 {
-            assert_eq!(retry_delay(&policy(30, false, None), t, "k"), Duration::from_secs(30));
-            assert_eq!(retry_delay(&policy(30, false, Some(10)), t, "k"), Duration::from_secs(10));
+            assert_eq!(
+                retry_delay(&policy(30, false, None), t, "k"),
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                retry_delay(&policy(30, false, Some(10)), t, "k"),
+                Duration::from_secs(10)
+            );
         }
     }
 

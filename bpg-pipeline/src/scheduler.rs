@@ -366,7 +366,7 @@ pub struct Scheduler {
     slots: Vec<Slot>,
     ready: VecDeque<TaskIndex>,
     unfinished: usize,
-    changes: Vec<TaskIndex>,
+    changes: Vec<(TaskIndex, TaskState)>,
     jitter_seed: String,
     leaf_failed: bool,
 }
@@ -385,7 +385,7 @@ impl Scheduler {
                 ready.push_back(i);
             }
         }
-        let changes = ready.iter().copied().collect();
+        let changes = ready.iter().map(|&i| (i, TaskState::Scheduled)).collect();
         Scheduler {
             graph,
             slots,
@@ -428,7 +428,7 @@ impl Scheduler {
         let slot = &mut self.slots[i];
         slot.state = TaskState::Queued;
         slot.try_number += 1;
-        self.changes.push(i);
+        self.changes.push((i, TaskState::Queued));
         Some(i)
     }
 
@@ -436,7 +436,7 @@ impl Scheduler {
     pub fn attempt_started(&mut self, i: TaskIndex) {
         if self.slots[i].state == TaskState::Queued {
             self.slots[i].state = TaskState::Running;
-            self.changes.push(i);
+            self.changes.push((i, TaskState::Running));
         }
     }
 
@@ -450,10 +450,13 @@ impl Scheduler {
                 let policy = &self.graph.retry[i];
                 let tries = self.slots[i].try_number;
                 if retryable && tries <= policy.retries {
-                    let key = format!("{}#{}#{}", self.graph.dag_id, self.graph.ids[i], self.jitter_seed);
+                    let key = format!(
+                        "{}#{}#{}",
+                        self.graph.dag_id, self.graph.ids[i], self.jitter_seed
+                    );
                     let delay = retry_delay(policy, tries, &key);
                     self.slots[i].state = TaskState::UpForRetry;
-                    self.changes.push(i);
+                    self.changes.push((i, TaskState::UpForRetry));
                     return AfterAttempt::Retry { delay };
                 }
                 TaskState::Failed
@@ -468,17 +471,17 @@ impl Scheduler {
         if self.slots[i].state == TaskState::UpForRetry {
             self.slots[i].state = TaskState::Scheduled;
             self.ready.push_back(i);
-            self.changes.push(i);
+            self.changes.push((i, TaskState::Scheduled));
         }
     }
 
-    /// Tasks whose state changed since the last call, in order (a task may appear more than once).
-    pub fn take_changes(&mut self) -> Vec<TaskIndex> {
+    /// State changes since the last call, in order (a task may appear more than once).
+    pub fn take_changes(&mut self) -> Vec<(TaskIndex, TaskState)> {
         std::mem::take(&mut self.changes)
     }
 
     /// Like [`Scheduler::take_changes`], reusing `into`'s allocation.
-    pub fn drain_changes_into(&mut self, into: &mut Vec<TaskIndex>) {
+    pub fn drain_changes_into(&mut self, into: &mut Vec<(TaskIndex, TaskState)>) {
         into.clear();
         std::mem::swap(into, &mut self.changes);
     }
@@ -510,7 +513,7 @@ impl Scheduler {
         while let Some((t, state)) = work.pop() {
             self.slots[t].state = state;
             self.unfinished -= 1;
-            self.changes.push(t);
+            self.changes.push((t, state));
             if self.graph.is_leaf(t)
                 && matches!(state, TaskState::Failed | TaskState::UpstreamFailed)
             {
@@ -528,7 +531,7 @@ impl Scheduler {
                     Verdict::Run => {
                         slot.state = TaskState::Scheduled;
                         self.ready.push_back(d);
-                        self.changes.push(d);
+                        self.changes.push((d, TaskState::Scheduled));
                     }
                     Verdict::Mark(marked) => {
                         // Set now so a second upstream finishing in this loop does not mark it twice.
@@ -596,8 +599,18 @@ mod tests {
             (&[K, K],    [SKIP, SKIP, WAIT, SKIP, WAIT, WAIT, WAIT, WAIT, WAIT, WAIT, SKIP, RUN]),
         ];
         let rules = [
-            AllSuccess, AllFailed, AllDone, AllDoneMinOneSuccess, AllSkipped, OneSuccess,
-            OneFailed, OneDone, NoneFailed, NoneFailedMinOneSuccess, NoneSkipped, Always,
+            AllSuccess,
+            AllFailed,
+            AllDone,
+            AllDoneMinOneSuccess,
+            AllSkipped,
+            OneSuccess,
+            OneFailed,
+            OneDone,
+            NoneFailed,
+            NoneFailedMinOneSuccess,
+            NoneSkipped,
+            Always,
         ];
         assert_eq!(rules, TriggerRule::ALL);
         for (outcomes, expected) in &table {
@@ -624,7 +637,10 @@ mod tests {
     }
 
     /// Runs the DAG to the end with `outcome` per task id; returns final states by id.
-    fn run_all(dag: &Dag, outcome: impl Fn(&str) -> AttemptOutcome) -> (Scheduler, Vec<(String, TaskState)>) {
+    fn run_all(
+        dag: &Dag,
+        outcome: impl Fn(&str) -> AttemptOutcome,
+    ) -> (Scheduler, Vec<(String, TaskState)>) {
         let mut s = scheduler(dag);
         while let Some(i) = s.pop_ready() {
             s.attempt_started(i);
@@ -648,7 +664,11 @@ mod tests {
             .task(Task::empty("calculate_pi").depends_on(["start"]))
             .task(Task::empty("word_count").depends_on(["start"]))
             .task(Task::empty("statistics_calc").depends_on(["calculate_pi", "word_count"]))
-            .task(Task::empty("end").depends_on(["statistics_calc"]).trigger_rule(rule_for_end))
+            .task(
+                Task::empty("end")
+                    .depends_on(["statistics_calc"])
+                    .trigger_rule(rule_for_end),
+            )
             .build()
             .unwrap()
     }
@@ -674,7 +694,10 @@ mod tests {
             assert_eq!((id.as_str(), *st), (eid, est));
         }
         assert_eq!(s.run_state(), RunState::Failed);
-        assert_eq!(s.try_number(dag.tasks.iter().position(|t| t.id == "end").unwrap()), 0);
+        assert_eq!(
+            s.try_number(dag.tasks.iter().position(|t| t.id == "end").unwrap()),
+            0
+        );
     }
 
     #[test]
@@ -714,7 +737,11 @@ mod tests {
     #[test]
     fn retries_then_fail_counts_tries() {
         let dag = Dag::builder("r")
-            .task(Task::empty("t").retries(2).retry_delay(Duration::from_secs(7)))
+            .task(
+                Task::empty("t")
+                    .retries(2)
+                    .retry_delay(Duration::from_secs(7)),
+            )
             .build()
             .unwrap();
         let mut s = scheduler(&dag);
@@ -741,11 +768,19 @@ mod tests {
             .task(Task::empty("a"))
             .task(Task::empty("b").depends_on(["a"]))
             .task(Task::empty("c").depends_on(["b"]))
-            .task(Task::empty("alert").depends_on(["a"]).trigger_rule(TriggerRule::OneFailed))
+            .task(
+                Task::empty("alert")
+                    .depends_on(["a"])
+                    .trigger_rule(TriggerRule::OneFailed),
+            )
             .build()
             .unwrap();
         let (s, states) = run_all(&dag, |id| {
-            if id == "a" { AttemptOutcome::Skipped } else { AttemptOutcome::Success }
+            if id == "a" {
+                AttemptOutcome::Skipped
+            } else {
+                AttemptOutcome::Success
+            }
         });
         assert!(states.iter().all(|(_, st)| *st == K), "{states:?}");
         assert_eq!(s.run_state(), RunState::Success);

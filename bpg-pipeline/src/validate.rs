@@ -114,8 +114,7 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
                 ));
             } else if !seen.insert(dep.as_str()) {
                 out.push(
-                    located(dag, field, format!("{dep:?} is listed twice"))
-                        .with_severity_warning(),
+                    located(dag, field, format!("{dep:?} is listed twice")).with_severity_warning(),
                 );
             }
         }
@@ -164,7 +163,7 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
                     out.push(located(
                         dag,
                         format!("tasks[{i}].command"),
-                        "expected a non-empty command".into(),
+                        "a command task needs a non-empty `command:` (a shell line, or a list of program and arguments)".into(),
                     ));
                 }
             }
@@ -367,7 +366,10 @@ mod tests {
         assert!(text.contains("duplicate task id \"a\""), "{text}");
         assert!(text.contains("unknown task \"ghost\""), "{text}");
         assert!(text.contains("depends on itself"), "{text}");
-        assert!(text.contains("dependency cycle: a -> b -> c -> a"), "{text}");
+        assert!(
+            text.contains("dependency cycle: a -> b -> c -> a"),
+            "{text}"
+        );
         assert!(text.contains("unknown pool \"nope\""), "{text}");
         assert_eq!(err.errors().count(), 6, "{text}");
     }

@@ -1,0 +1,586 @@
+//! The YAML pipeline format (DESIGN.md §7), loaded into the same [`Dag`] the builder makes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bpg_core::{Diagnostic, Diagnostics};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::dag::{
+    ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_TASKS, Dag, DefaultArgs,
+    SourceMap, SparkTask, Task, TaskKind, TriggerRule,
+};
+
+/// A duration as written: `30s`, `2h`, `1h 30m`, `1500ms`, or a number of seconds.
+#[derive(Debug, Clone)]
+struct RawDuration(String);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\" or \"2h\", or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration(format!("{v}s")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration(format!("{v}s")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
+                Ok(RawDuration(format!("{}ms", (v * 1000.0).round())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDag {
+    dag_id: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    catchup: Option<bool>,
+    #[serde(default)]
+    default_args: Option<RawDefaultArgs>,
+    #[serde(default)]
+    max_active_tasks: Option<Spanned<usize>>,
+    #[serde(default)]
+    pools: BTreeMap<String, Spanned<u32>>,
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+    tasks: Spanned<Vec<Spanned<RawTask>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaultArgs {
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    retry_delay: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    retry_exponential_backoff: Option<bool>,
+    #[serde(default)]
+    max_retry_delay: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    execution_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    trigger_rule: Option<TriggerRule>,
+    #[serde(default)]
+    pool: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawKind {
+    Empty,
+    Spark,
+    Command,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: Spanned<String>,
+    kind: Spanned<RawKind>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    trigger_rule: Option<TriggerRule>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    retry_delay: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    retry_exponential_backoff: Option<bool>,
+    #[serde(default)]
+    max_retry_delay: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    execution_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pool: Option<Spanned<String>>,
+    #[serde(default)]
+    pool_slots: Option<Spanned<u32>>,
+    // spark
+    #[serde(default)]
+    connection: Option<Spanned<String>>,
+    #[serde(default)]
+    application: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    application_file: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    follow_logs: Option<Spanned<bool>>,
+    // command
+    #[serde(default)]
+    command: Option<Spanned<CommandLine>>,
+    #[serde(default)]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    cwd: Option<Spanned<String>>,
+}
+
+fn pos<T>(s: &Spanned<T>) -> (usize, usize) {
+    (s.referenced.line() as usize, s.referenced.column() as usize)
+}
+
+struct Loader<'a> {
+    file: Option<&'a Path>,
+    base_dir: Option<PathBuf>,
+    source: SourceMap,
+    diagnostics: Diagnostics,
+}
+
+impl Loader<'_> {
+    fn error(&mut self, field: String, at: (usize, usize), message: String) {
+        let mut d = Diagnostic::error(field, message).at(at.0, at.1);
+        if let Some(file) = self.file {
+            d = d.with_file(file);
+        }
+        self.diagnostics.push(d);
+    }
+
+    fn mark<T>(&mut self, field: String, s: &Spanned<T>) {
+        self.source.positions.insert(field, pos(s));
+    }
+
+    fn duration(&mut self, field: String, raw: &Option<Spanned<RawDuration>>) -> Option<Duration> {
+        let raw = raw.as_ref()?;
+        self.mark(field.clone(), raw);
+        match humantime::parse_duration(raw.value.0.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    field,
+                    pos(raw),
+                    format!(
+                        "{:?} is not a duration ({e}): expected e.g. \"30s\", \"5m\", \"2h\" or a number of seconds",
+                        raw.value.0
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn not_for_kind<T>(&mut self, i: usize, name: &str, value: &Option<Spanned<T>>, kind: &str) {
+        if let Some(v) = value {
+            self.error(
+                format!("tasks[{i}].{name}"),
+                pos(v),
+                format!("`{name}` does not apply to a task of kind `{kind}`"),
+            );
+        }
+    }
+
+    fn task(&mut self, i: usize, raw: &Spanned<RawTask>) -> Task {
+        let t = &raw.value;
+        self.source
+            .positions
+            .insert(format!("tasks[{i}]"), pos(raw));
+        self.mark(format!("tasks[{i}].id"), &t.id);
+        for (j, dep) in t.depends_on.iter().enumerate() {
+            self.mark(format!("tasks[{i}].depends_on[{j}]"), dep);
+        }
+        if let Some(first) = t.depends_on.first() {
+            self.mark(format!("tasks[{i}].depends_on"), first);
+        }
+        let kind = match t.kind.value {
+            RawKind::Empty => {
+                for (name, v) in [
+                    ("connection", t.connection.as_ref().map(pos)),
+                    ("application", t.application.as_ref().map(pos)),
+                    ("application_file", t.application_file.as_ref().map(pos)),
+                    ("args", t.args.as_ref().map(pos)),
+                    ("labels", t.labels.as_ref().map(pos)),
+                    ("follow_logs", t.follow_logs.as_ref().map(pos)),
+                    ("command", t.command.as_ref().map(pos)),
+                    ("env", t.env.as_ref().map(pos)),
+                    ("cwd", t.cwd.as_ref().map(pos)),
+                ] {
+                    if let Some(at) = v {
+                        self.error(
+                            format!("tasks[{i}].{name}"),
+                            at,
+                            format!("`{name}` does not apply to a task of kind `empty`"),
+                        );
+                    }
+                }
+                TaskKind::Empty
+            }
+            RawKind::Spark => self.spark(i, raw),
+            RawKind::Command => {
+                self.not_for_kind(i, "connection", &t.connection, "command");
+                self.not_for_kind(i, "application", &t.application, "command");
+                self.not_for_kind(i, "application_file", &t.application_file, "command");
+                self.not_for_kind(i, "args", &t.args, "command");
+                self.not_for_kind(i, "labels", &t.labels, "command");
+                self.not_for_kind(i, "follow_logs", &t.follow_logs, "command");
+                let command = match &t.command {
+                    Some(c) => {
+                        self.mark(format!("tasks[{i}].command"), c);
+                        c.value.clone()
+                    }
+                    // Validation reports the missing command, once.
+                    None => CommandLine::Argv(Vec::new()),
+                };
+                TaskKind::Command(CommandTask {
+                    command,
+                    env: t.env.as_ref().map(|e| e.value.clone()).unwrap_or_default(),
+                    cwd: t.cwd.as_ref().map(|c| PathBuf::from(&c.value)),
+                })
+            }
+        };
+        if let Some(p) = &t.pool {
+            self.mark(format!("tasks[{i}].pool"), p);
+        }
+        if let Some(p) = &t.pool_slots {
+            self.mark(format!("tasks[{i}].pool_slots"), p);
+        }
+        let mut task = Task::empty(t.id.value.clone());
+        task.kind = kind;
+        task.depends_on = t.depends_on.iter().map(|d| d.value.clone()).collect();
+        task.trigger_rule = t.trigger_rule;
+        task.retries = t.retries;
+        task.retry_delay = self.duration(format!("tasks[{i}].retry_delay"), &t.retry_delay);
+        task.retry_exponential_backoff = t.retry_exponential_backoff;
+        task.max_retry_delay =
+            self.duration(format!("tasks[{i}].max_retry_delay"), &t.max_retry_delay);
+        task.execution_timeout = self.duration(
+            format!("tasks[{i}].execution_timeout"),
+            &t.execution_timeout,
+        );
+        task.pool = t.pool.as_ref().map(|p| p.value.clone());
+        task.pool_slots = t.pool_slots.as_ref().map_or(1, |p| p.value);
+        task
+    }
+
+    fn spark(&mut self, i: usize, raw: &Spanned<RawTask>) -> TaskKind {
+        let t = &raw.value;
+        self.not_for_kind(i, "command", &t.command, "spark");
+        self.not_for_kind(i, "env", &t.env, "spark");
+        self.not_for_kind(i, "cwd", &t.cwd, "spark");
+        let connection = match &t.connection {
+            Some(c) => {
+                self.mark(format!("tasks[{i}].connection"), c);
+                c.value.clone()
+            }
+            None => {
+                self.error(
+                    format!("tasks[{i}].connection"),
+                    pos(raw),
+                    "a spark task needs `connection:` (the name of a connection)".into(),
+                );
+                String::new()
+            }
+        };
+        let application = match (&t.application, &t.application_file) {
+            (Some(inline), None) => {
+                self.mark(format!("tasks[{i}].application"), inline);
+                if !inline.value.is_object() {
+                    self.error(
+                        format!("tasks[{i}].application"),
+                        pos(inline),
+                        "expected a mapping: a BPG request or a SparkApplication manifest".into(),
+                    );
+                }
+                ApplicationSource::Inline(inline.value.clone())
+            }
+            (None, Some(file)) => {
+                self.mark(format!("tasks[{i}].application_file"), file);
+                let path = PathBuf::from(&file.value);
+                let resolved = match &self.base_dir {
+                    Some(base) if path.is_relative() => base.join(&path),
+                    _ => path.clone(),
+                };
+                if !resolved.is_file() {
+                    self.error(
+                        format!("tasks[{i}].application_file"),
+                        pos(file),
+                        format!("application file {} does not exist", resolved.display()),
+                    );
+                }
+                ApplicationSource::File(path)
+            }
+            (Some(inline), Some(_)) => {
+                self.error(
+                    format!("tasks[{i}].application"),
+                    pos(inline),
+                    "give either `application` or `application_file`, not both".into(),
+                );
+                ApplicationSource::Inline(inline.value.clone())
+            }
+            (None, None) => {
+                self.error(
+                    format!("tasks[{i}]"),
+                    pos(raw),
+                    "a spark task needs `application:` (inline) or `application_file:`".into(),
+                );
+                ApplicationSource::Inline(serde_json::Value::Null)
+            }
+        };
+        TaskKind::Spark(SparkTask {
+            connection,
+            application,
+            args: t.args.as_ref().map(|a| a.value.clone()),
+            labels: t
+                .labels
+                .as_ref()
+                .map(|l| l.value.clone())
+                .unwrap_or_default(),
+            follow_logs: t.follow_logs.as_ref().is_none_or(|f| f.value),
+        })
+    }
+}
+
+/// Turns a serde-saphyr error into a located diagnostic.
+pub(crate) fn yaml_error(err: &serde_saphyr::Error, file: Option<&Path>) -> Diagnostic {
+    let mut d = Diagnostic::error("", err.without_snippet().to_string());
+    if let Some(loc) = err.location() {
+        d = d.at(loc.line() as usize, loc.column() as usize);
+    }
+    if let Some(file) = file {
+        d = d.with_file(file);
+    }
+    d
+}
+
+/// Parses a pipeline from YAML text and validates it. `file` names the source in diagnostics and
+/// is the base for relative application files and command `cwd`s.
+///
+/// ```
+/// let dag = bpg_pipeline::parse_dag(r#"
+/// dag_id: hello
+/// default_args: { retries: 1, retry_delay: 10s }
+/// tasks:
+///   - { id: start, kind: empty }
+///   - { id: greet, kind: command, command: "echo hello {{ ds }}", depends_on: [start] }
+/// "#, None).unwrap();
+/// assert_eq!(dag.tasks[1].depends_on, vec!["start".to_string()]);
+/// ```
+pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
+    let raw: RawDag =
+        serde_saphyr::from_str(text).map_err(|e| Diagnostics::from(yaml_error(&e, file)))?;
+    let base_dir = file.and_then(|f| f.parent()).map(|p| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p.to_path_buf()
+        }
+    });
+    let mut loader = Loader {
+        file,
+        base_dir: base_dir.clone(),
+        source: SourceMap {
+            file: file.map(Path::to_path_buf),
+            positions: BTreeMap::new(),
+        },
+        diagnostics: Diagnostics::new(),
+    };
+    loader.mark("dag_id".into(), &raw.dag_id);
+    loader.mark("tasks".into(), &raw.tasks);
+    if let Some(m) = &raw.max_active_tasks {
+        loader.mark("max_active_tasks".into(), m);
+    }
+    for (name, slots) in &raw.pools {
+        loader.mark(format!("pools.{name}"), slots);
+    }
+    let default_args = match &raw.default_args {
+        None => DefaultArgs::default(),
+        Some(d) => DefaultArgs {
+            retries: d.retries,
+            retry_delay: loader.duration("default_args.retry_delay".into(), &d.retry_delay),
+            retry_exponential_backoff: d.retry_exponential_backoff,
+            max_retry_delay: loader
+                .duration("default_args.max_retry_delay".into(), &d.max_retry_delay),
+            execution_timeout: loader.duration(
+                "default_args.execution_timeout".into(),
+                &d.execution_timeout,
+            ),
+            trigger_rule: d.trigger_rule,
+            pool: d.pool.clone(),
+        },
+    };
+    let tasks = raw
+        .tasks
+        .value
+        .iter()
+        .enumerate()
+        .map(|(i, t)| loader.task(i, t))
+        .collect();
+    let dag = Dag {
+        dag_id: raw.dag_id.value,
+        description: raw.description,
+        schedule: raw.schedule,
+        catchup: raw.catchup.unwrap_or(false),
+        default_args,
+        max_active_tasks: raw
+            .max_active_tasks
+            .map_or(DEFAULT_MAX_ACTIVE_TASKS, |m| m.value),
+        pools: raw.pools.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        params: raw.params,
+        tasks,
+        base_dir,
+        source: loader.source,
+    };
+    let mut diagnostics = loader.diagnostics;
+    diagnostics.0.extend(dag.validate());
+    if diagnostics.has_errors() {
+        Err(diagnostics)
+    } else {
+        Ok(dag)
+    }
+}
+
+/// Reads, parses and validates a pipeline file.
+pub fn load_dag_file(path: impl AsRef<Path>) -> Result<Dag, Diagnostics> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error("", format!("cannot read pipeline file: {e}")).with_file(path),
+        )
+    })?;
+    parse_dag(&text, Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_line() {
+        let text = "\
+dag_id: broken
+default_args: { retry_delay: soon }
+tasks:
+  - id: a
+    kind: empty
+    depends_on: [c]
+  - id: b
+    kind: empty
+    depends_on: [a]
+  - id: c
+    kind: empty
+    depends_on: [b]
+  - id: a
+    kind: spark
+    connection: sim
+    application_file: nope.yaml
+    env: { X: y }
+  - id: d
+    kind: command
+    depends_on: [ghost]
+    execution_timeout: forever
+";
+        let err = parse_dag(text, Some(Path::new("dags/broken.yaml"))).unwrap_err();
+        let lines: Vec<String> = err.errors().map(|d| d.to_string()).collect();
+        let expect = [
+            "dags/broken.yaml:2:30: error: default_args.retry_delay: \"soon\" is not a duration",
+            "dags/broken.yaml:17:10: error: tasks[3].env: `env` does not apply to a task of kind `spark`",
+            "dags/broken.yaml:16:23: error: tasks[3].application_file: application file dags/nope.yaml does not exist",
+            "dags/broken.yaml:21:24: error: tasks[4].execution_timeout: \"forever\" is not a duration",
+            "dags/broken.yaml:13:9: error: tasks[3].id: duplicate task id \"a\"",
+            "dags/broken.yaml:20:18: error: tasks[4].depends_on[0]: task \"d\" depends on unknown task \"ghost\"",
+            "dags/broken.yaml:18:5: error: tasks[4].command: a command task needs a non-empty `command:`",
+            "dags/broken.yaml:6:18: error: tasks[0].depends_on: dependency cycle: a -> b -> c -> a",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+        for (line, want) in lines.iter().zip(expect) {
+            assert!(
+                line.starts_with(want),
+                "{line}\n  does not start with\n{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_location() {
+        let text = "dag_id: x\ntasks:\n  - id: a\n    kind: empty\n    depens_on: [b]\n";
+        let err = parse_dag(text, Some(Path::new("p.yaml"))).unwrap_err();
+        let d = err.errors().next().unwrap();
+        assert_eq!(d.line, Some(5), "{err}");
+        assert!(d.message.contains("depens_on"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_rules_are_errors() {
+        let err = parse_dag(
+            "dag_id: x\ntasks:\n  - {id: a, kind: empty, trigger_rule: sometimes}\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = parse_dag("dag_id: x\nmax_active_tasks: many\ntasks: []\n", None).unwrap_err();
+        assert_eq!(err.errors().next().unwrap().line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn yaml_and_builder_give_the_same_dag() {
+        let yaml = parse_dag(
+            "\
+dag_id: same
+default_args: { retries: 2, retry_delay: 30s, retry_exponential_backoff: true, execution_timeout: 2h }
+max_active_tasks: 4
+params: { region: us-west-2 }
+tasks:
+  - { id: start, kind: empty }
+  - { id: sh, kind: command, command: [echo, '{{ params.region }}'], depends_on: [start], trigger_rule: all_done, retries: 0 }
+",
+            None,
+        )
+        .unwrap();
+        let built = Dag::builder("same")
+            .default_args(
+                DefaultArgs::new()
+                    .retries(2)
+                    .retry_delay(Duration::from_secs(30))
+                    .retry_exponential_backoff(true)
+                    .execution_timeout(Duration::from_secs(7200)),
+            )
+            .max_active_tasks(4)
+            .param("region", "us-west-2")
+            .task(Task::empty("start"))
+            .task(
+                Task::command("sh", ["echo", "{{ params.region }}"])
+                    .depends_on(["start"])
+                    .trigger_rule(TriggerRule::AllDone)
+                    .retries(0),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(yaml.default_args, built.default_args);
+        assert_eq!(yaml.max_active_tasks, built.max_active_tasks);
+        assert_eq!(yaml.params, built.params);
+        for (a, b) in yaml.tasks.iter().zip(&built.tasks) {
+            assert_eq!(a.id, b.id);
+            assert_eq!(a.depends_on, b.depends_on);
+            assert_eq!(a.trigger_rule, b.trigger_rule);
+            assert_eq!(
+                a.retry_policy(&yaml.default_args),
+                b.retry_policy(&built.default_args)
+            );
+            assert_eq!(a.kind.name(), b.kind.name());
+        }
+        match (&yaml.tasks[1].kind, &built.tasks[1].kind) {
+            (TaskKind::Command(a), TaskKind::Command(b)) => assert_eq!(a, b),
+            _ => panic!("expected command tasks"),
+        }
+    }
+}
