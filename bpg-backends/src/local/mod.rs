@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bpg_core::{
-    Backend, Capabilities, Diagnostic, Diagnostics, Error, IdempotencyKey, JobId, JobStatus,
-    LogOptions, LogStream, Result, SparkJob, Submission, SubmitOptions,
+    Backend, Capabilities, Error, IdempotencyKey, JobId, JobStatus, LogOptions, LogStream, Result,
+    SparkJob, Submission, SubmitOptions,
 };
 
 mod discover;
@@ -227,57 +227,6 @@ impl LocalSparkBackend {
                 what: format!("local Spark run {id}"),
             })
     }
-
-    /// The `spark-submit` arguments for `job` on this backend's master.
-    fn arguments(&self, job: &SparkJob) -> Result<Vec<String>> {
-        let Some(main) = job
-            .main_application_file
-            .as_deref()
-            .filter(|m| !m.is_empty())
-        else {
-            let mut problems = Diagnostics::new();
-            problems.push(Diagnostic::error(
-                "mainApplicationFile",
-                "a local spark-submit needs the application file (a .py, .jar or .R path)",
-            ));
-            return Err(problems.into());
-        };
-        let mut args = vec![
-            "--master".to_owned(),
-            self.inner.master.clone(),
-            "--name".to_owned(),
-            job.name.clone(),
-        ];
-        if let Some(class) = &job.main_class {
-            args.extend(["--class".to_owned(), class.clone()]);
-        }
-        for (k, v) in &job.spark_conf {
-            args.extend(["--conf".to_owned(), format!("{k}={v}")]);
-        }
-        for (k, v) in &job.hadoop_conf {
-            args.extend(["--conf".to_owned(), format!("spark.hadoop.{k}={v}")]);
-        }
-        let lists = [
-            ("--jars", &job.deps.jars),
-            ("--files", &job.deps.files),
-            ("--py-files", &job.deps.py_files),
-            ("--packages", &job.deps.packages),
-            ("--exclude-packages", &job.deps.exclude_packages),
-            ("--repositories", &job.deps.repositories),
-            ("--archives", &job.deps.archives),
-        ];
-        for (flag, values) in lists {
-            if !values.is_empty() {
-                args.extend([flag.to_owned(), values.join(",")]);
-            }
-        }
-        if let Some(memory) = &job.driver.memory {
-            args.extend(["--driver-memory".to_owned(), memory.to_string()]);
-        }
-        args.push(main.to_owned());
-        args.extend(job.arguments.iter().cloned());
-        Ok(args)
-    }
 }
 
 #[async_trait]
@@ -293,7 +242,7 @@ impl Backend for LocalSparkBackend {
     }
 
     async fn submit(&self, job: &SparkJob, options: &SubmitOptions) -> Result<Submission> {
-        let args = self.arguments(job)?;
+        let args = bpg_core::formats::to_spark_submit_args(job, &self.inner.master)?;
         // The lock is held through the spawn so two submits with one key cannot both start a run.
         let mut state = self.lock();
         if let Some(key) = &options.idempotency_key
