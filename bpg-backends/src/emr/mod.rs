@@ -194,8 +194,9 @@ impl EmrContainersBackend {
         })
     }
 
-    /// Job runs whose `clientToken` or idempotency tag is `token`, oldest first.
-    async fn runs_with_token(&self, token: &str) -> Result<Vec<JobRun>> {
+    /// Job runs whose `clientToken` or idempotency tag is `token`, oldest first; `name` (when the
+    /// job is known) narrows the listing server-side.
+    async fn runs_with_token(&self, token: &str, name: Option<&str>) -> Result<Vec<JobRun>> {
         let ctx = self.ctx(
             "ListJobRuns",
             format!("virtual cluster {}", self.config.virtual_cluster_id),
@@ -212,6 +213,7 @@ impl EmrContainersBackend {
             .created_after(aws_sdk_emrcontainers::primitives::DateTime::from_secs(
                 after.timestamp(),
             ))
+            .set_name(name.map(str::to_owned))
             .into_paginator()
             .send();
         let mut found = Vec::new();
@@ -348,7 +350,7 @@ impl Backend for EmrContainersBackend {
 
     async fn find(&self, key: &IdempotencyKey) -> Result<Option<Submission>> {
         let token = key.digest(CLIENT_TOKEN_LEN);
-        match self.runs_with_token(&token).await?.first() {
+        match self.runs_with_token(&token, None).await?.first() {
             Some(run) => Ok(Some(self.submission_of(run, Some(key))?)),
             None => Ok(None),
         }
@@ -361,6 +363,15 @@ mod submit;
 mod tests {
     use super::*;
     use aws_sdk_emrcontainers::types::{FailureReason, JobRunState, RetryPolicyExecution};
+
+    #[test]
+    fn a_missing_region_is_a_config_error() {
+        let sdk = aws_config::SdkConfig::builder().build();
+        let config = EmrConfig::new("vc1", "arn:aws:iam::1:role/r", "emr-7.2.0-latest");
+        let err = EmrContainersBackend::from_sdk_config(config, &sdk).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(err.to_string().contains("no AWS region"), "{err}");
+    }
 
     #[test]
     fn job_run_maps_to_status() {

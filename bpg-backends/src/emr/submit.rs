@@ -95,16 +95,23 @@ pub(crate) async fn submit(
 ) -> Result<Submission> {
     let key = options.idempotency_key.as_ref();
     let token = key.map(|k| k.digest(CLIENT_TOKEN_LEN));
+    let config = &backend.config;
+    let parts = bpg_core::formats::to_emr_start_job_run(job)?;
     if let Some(token) = &token {
         // EMR deduplicates on clientToken for an undocumented time; looking first makes a retry
         // reattach whatever that window is (and against stand-ins that do not deduplicate).
-        if let Some(run) = backend.runs_with_token(token).await?.first() {
+        if let Some(run) = backend
+            .runs_with_token(
+                token,
+                (!parts.name.is_empty()).then_some(parts.name.as_str()),
+            )
+            .await?
+            .first()
+        {
             tracing::debug!(job = %job.name, id = ?run.id(), "reattaching to the job run of this idempotency key");
             return backend.submission_of(run, key);
         }
     }
-    let config = &backend.config;
-    let parts = bpg_core::formats::to_emr_start_job_run(job)?;
     let mut driver = SparkSubmitJobDriver::builder()
         .entry_point(&parts.entry_point)
         .set_entry_point_arguments(

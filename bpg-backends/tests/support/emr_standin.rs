@@ -314,6 +314,10 @@ impl Respond for Responder {
                     .find(|(k, _)| k == "nextToken")
                     .and_then(|(_, v)| v.parse().ok())
                     .unwrap_or(0);
+                let name = pairs
+                    .iter()
+                    .find(|(k, _)| k == "name")
+                    .map(|(_, v)| v.as_str());
                 let states: Vec<&str> = pairs
                     .iter()
                     .filter(|(k, _)| k == "states")
@@ -325,6 +329,7 @@ impl Respond for Responder {
                     .iter()
                     .rev()
                     .filter(|r| states.is_empty() || states.contains(&r.state(now, self.step)))
+                    .filter(|r| name.is_none_or(|n| r.body["name"].as_str() == Some(n)))
                     .map(|r| r.to_json(&self.vc, &self.region, now, self.step))
                     .collect();
                 let page: Vec<Value> = all.iter().skip(from).take(2).cloned().collect();
