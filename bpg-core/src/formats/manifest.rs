@@ -65,9 +65,12 @@ const SERVER_METADATA: &[&str] = &[
 
 pub(crate) fn job_from_manifest(root: &Node, report: &mut Report<'_>) -> Option<SparkJob> {
     let Some(mut top) = report.fields("", root) else {
-        report.expected("", root, "a SparkApplication manifest (a mapping)");
+        if root.is_null() {
+            report.expected("", root, "a SparkApplication manifest (a mapping)");
+        }
         return None;
     };
+    let errors_before = report.diagnostics.errors().count();
     match top.take("apiVersion") {
         Some(n) => {
             if let Some(v) = report.string("apiVersion", n)
@@ -110,6 +113,10 @@ pub(crate) fn job_from_manifest(root: &Node, report: &mut Report<'_>) -> Option<
         ),
     }
 
+    if report.diagnostics.errors().count() > errors_before {
+        // Another kind or version has another schema: checking its spec would only add noise.
+        return None;
+    }
     let mut job = SparkJob::default();
     if let Some(n) = top.take("metadata")
         && let Some(mut meta) = report.fields("metadata", n)

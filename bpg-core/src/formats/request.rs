@@ -48,7 +48,9 @@ const EXTRA_NUMBERS: &[&str] = &[
 
 pub(crate) fn job_from_request(root: &Node, report: &mut Report<'_>) -> Option<SparkJob> {
     let Some(mut fields) = report.fields("", root) else {
-        report.expected("", root, "a SubmitApplicationRequest mapping");
+        if root.is_null() {
+            report.expected("", root, "a SubmitApplicationRequest mapping");
+        }
         return None;
     };
     let mut job = SparkJob::default();
