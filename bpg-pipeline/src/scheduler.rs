@@ -372,8 +372,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A fresh run: tasks without upstreams (and `always` tasks) are ready. `jitter_seed` (e.g. the
-    /// run's logical date) makes backoff jitter differ between runs but not between processes.
+    /// A fresh run: tasks without upstreams (and `always` tasks) are ready. `jitter_seed` makes
+    /// backoff jitter differ between runs but not between processes: a task's jitter key is
+    /// `{dag_id}#{task_id}#{jitter_seed}`, and [`crate::Runner`] uses the logical date in RFC 3339.
     pub fn new(graph: Arc<Graph>, jitter_seed: impl Into<String>) -> Self {
         let n = graph.len();
         let mut slots = vec![Slot::default(); n];
