@@ -32,6 +32,7 @@
 mod config;
 mod error;
 mod logs;
+mod submit;
 
 use std::fmt;
 
@@ -356,8 +357,6 @@ impl Backend for EmrContainersBackend {
         }
     }
 }
-
-mod submit;
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,6 @@
 //! the real service, it does not deduplicate on `clientToken`, so tests prove the backend's own
 //! idempotency.
 
-#![allow(dead_code)]
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,10 +51,7 @@ struct State {
 /// The stand-in: a running wiremock server and its state.
 pub struct EmrStandIn {
     pub server: MockServer,
-    pub virtual_cluster_id: String,
-    pub region: String,
     state: Arc<Mutex<State>>,
-    step: Duration,
 }
 
 impl EmrStandIn {
@@ -73,13 +68,7 @@ impl EmrStandIn {
             })
             .mount(&server)
             .await;
-        EmrStandIn {
-            server,
-            virtual_cluster_id: virtual_cluster_id.to_owned(),
-            region: region.to_owned(),
-            state,
-            step,
-        }
+        EmrStandIn { server, state }
     }
 
     /// Makes the next StartJobRun calls fail with `fault`, once per queued copy.
