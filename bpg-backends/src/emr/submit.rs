@@ -124,11 +124,14 @@ pub(crate) async fn submit(
         .build()
         .map_err(|e| Error::config(format!("EMR job driver of {}: {e}", job.name)))?;
     let mut overrides = ConfigurationOverrides::builder();
+    let mut any_override = false;
     for entry in &parts.configuration_overrides {
         overrides = overrides.application_configuration(configuration(entry, &job.name)?);
+        any_override = true;
     }
     if let Some(m) = monitoring(&config.monitoring)? {
         overrides = overrides.monitoring_configuration(m);
+        any_override = true;
     }
     let mut request = backend
         .client
@@ -138,7 +141,7 @@ pub(crate) async fn submit(
         .execution_role_arn(&config.execution_role_arn)
         .release_label(&config.release_label)
         .job_driver(JobDriver::builder().spark_submit_job_driver(driver).build())
-        .configuration_overrides(overrides.build())
+        .set_configuration_overrides(any_override.then(|| overrides.build()))
         .set_client_token(token.clone());
     for (k, v) in tags(&config.tags, options, token.as_deref())? {
         request = request.tags(k, v);
