@@ -76,7 +76,9 @@ fn every_valid_file_reads_as_its_snapshot() {
 
 /// `(file, [(line, column, field, message fragment)])`: every error each invalid file must produce,
 /// in order. Warnings may come alongside; they are not listed.
-const INVALID: &[(&str, &[(usize, usize, &str, &str)])] = &[
+type Expected = (usize, usize, &'static str, &'static str);
+
+const INVALID: &[(&str, &[Expected])] = &[
     (
         "bpg-arguments-not-a-list.yaml",
         &[(
