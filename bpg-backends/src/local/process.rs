@@ -188,8 +188,7 @@ impl LocalJob {
             let changed = rx.wait_for(|now| now != previous);
             let _ = tokio::time::timeout(patience, changed).await;
         }
-        let now = rx.borrow().clone();
-        now
+        rx.borrow().clone()
     }
 
     /// SIGTERM to the group now, SIGKILL after `grace` if the driver is still there.
