@@ -649,3 +649,34 @@ fn spark_submit_renderings() {
         );
     }
 }
+
+#[test]
+fn unusual_but_valid_syntax_reads() {
+    // A byte-order mark and CRLF line endings.
+    let text =
+        "\u{feff}sparkVersion: \"3.5\"\r\nmainApplicationFile: a.py\r\ndriver:\r\n  memory: 1g\r\n";
+    let job = parse_application(text, None)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .job;
+    assert_eq!(job.driver.memory, Some(MemoryQuantity::from_gib(1)));
+    // `{` opening a YAML flow mapping, with no extension to go by.
+    let job = parse_application("{sparkVersion: '3.5', mainApplicationFile: a.py}", None)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .job;
+    assert_eq!(job.main_application_file.as_deref(), Some("a.py"));
+    // Broken JSON that is no YAML either keeps its JSON error.
+    let errors = parse_application("{\"sparkVersion\": \"3.5\"}}", None).unwrap_err();
+    assert!(errors.to_string().contains("invalid JSON"), "{errors}");
+}
+
+#[test]
+fn several_yaml_documents_in_one_file_are_refused() {
+    let text = "sparkVersion: \"3.5\"\nmainApplicationFile: a.py\n---\nsparkVersion: \"3.4\"\n";
+    let errors = parse_application(text, None).unwrap_err();
+    assert!(errors.has_errors(), "{errors}");
+    assert_eq!(errors.0[0].line, Some(4), "{errors}");
+    assert!(
+        errors.to_string().contains("expected one YAML document"),
+        "{errors}"
+    );
+}

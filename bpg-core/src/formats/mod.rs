@@ -129,13 +129,22 @@ pub fn parse_manifest(
 }
 
 /// Reads either format, JSON or YAML: a document with `apiVersion` or `kind` is a manifest,
-/// anything else a BPG request. The syntax comes from `file`'s extension, else from the content.
+/// anything else a BPG request. The syntax comes from `file`'s extension (`.json`, `.yaml`,
+/// `.yml`), else from the content.
 pub fn parse_application(text: &str, file: Option<&Path>) -> Result<Parsed, Diagnostics> {
-    let kind = file
-        .and_then(InputKind::from_path)
-        .unwrap_or_else(|| InputKind::detect(text));
     let mut report = Report::new(file);
-    let root = match tree::parse_document(text, kind) {
+    let parsed = match file.and_then(InputKind::from_path) {
+        Some(kind) => tree::parse_document(text, kind),
+        // Guessed from content: `{` may also open a YAML flow mapping, so fall back to YAML
+        // before reporting the JSON error.
+        None => match InputKind::detect(text) {
+            InputKind::Json => tree::parse_document(text, InputKind::Json).or_else(|json_error| {
+                tree::parse_document(text, InputKind::Yaml).map_err(|_| json_error)
+            }),
+            InputKind::Yaml => tree::parse_document(text, InputKind::Yaml),
+        },
+    };
+    let root = match parsed {
         Ok(root) => root,
         Err(d) => {
             report.push(d);

@@ -263,7 +263,12 @@ pub(crate) fn parse_document(text: &str, kind: InputKind) -> Result<Node, Diagno
         }
         Err(e) => {
             let plain = e.without_snippet().to_string();
-            let mut d = Diagnostic::error("", format!("invalid YAML: {}", bare_message(&plain)));
+            let message = if plain.contains("multiple YAML documents") {
+                "expected one YAML document, found several (separated by `---`)"
+            } else {
+                bare_message(&plain)
+            };
+            let mut d = Diagnostic::error("", format!("invalid YAML: {message}"));
             if let Some(location) = e.location() {
                 let pos = pos_of(&location);
                 if pos.line > 0 {
