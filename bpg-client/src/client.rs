@@ -725,14 +725,13 @@ impl LogFollower {
                 }
             }
         }
-        if final_round && round.error.is_none() {
-            if let Some(last) = decoder.finish() {
-                let notice = position == 0 && last.starts_with(NO_LOGS_NOTICE);
-                if !notice {
-                    self.take(last, &mut position, &mut blanks, &mut round)
-                        .await;
-                }
-            }
+        if final_round
+            && round.error.is_none()
+            && let Some(last) = decoder.finish()
+            && !(position == 0 && last.starts_with(NO_LOGS_NOTICE))
+        {
+            self.take(last, &mut position, &mut blanks, &mut round)
+                .await;
         }
         round
     }

@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn statuses_map_to_core_errors_with_the_right_temporariness() {
-        let cases: [(u16, bool, fn(&Error) -> bool, bool); 8] = [
+        type Case = (u16, bool, fn(&Error) -> bool, bool);
+        let cases: [Case; 8] = [
             (400, true, |e| matches!(e, Error::InvalidSpec(_)), false),
             (400, false, |e| matches!(e, Error::Backend { .. }), false),
             (

@@ -160,7 +160,7 @@ mod tests {
     fn malformed_ids_are_rejected_with_a_reason() {
         for bad in [
             "nohyphen".to_owned(),
-            format!("{HEX}"),
+            HEX.to_owned(),
             format!("-{HEX}"),
             format!("a--b-{HEX}"),
             format!("c-{HEX}-"),

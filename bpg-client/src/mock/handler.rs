@@ -202,10 +202,10 @@ impl State {
             if !wanted(&fault.kind) || fault.route.is_some_and(|r| r != route) {
                 continue;
             }
-            if let Some(fraction) = fault.fraction {
-                if self.rng.random::<f64>() >= fraction {
-                    continue;
-                }
+            if let Some(fraction) = fault.fraction
+                && self.rng.random::<f64>() >= fraction
+            {
+                continue;
             }
             let kind = fault.kind.clone();
             if let Some(remaining) = &mut self.faults[i].remaining {
@@ -323,7 +323,7 @@ impl State {
             .segments(request.url.path())
             .unwrap_or_default()
             .into_iter()
-            .map(|s| percent_decode(s))
+            .map(percent_decode)
             .collect();
         let id = segments.get(1).cloned().unwrap_or_default();
         match route {
@@ -661,18 +661,17 @@ impl State {
                 json!(s.script.failure_message),
             );
         }
-        if state == "RUNNING" {
-            if let Some(ui) = self
+        if state == "RUNNING"
+            && let Some(ui) = self
                 .clusters
                 .iter()
                 .find(|c| c.id == s.cluster)
                 .and_then(|c| c.spark_ui_url.clone())
-            {
-                fields.insert(
-                    "sparkUIUrl".into(),
-                    json!(format!("{ui}/spark-jobs/{}", s.id)),
-                );
-            }
+        {
+            fields.insert(
+                "sparkUIUrl".into(),
+                json!(format!("{ui}/spark-jobs/{}", s.id)),
+            );
         }
         fields
     }
