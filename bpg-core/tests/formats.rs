@@ -120,6 +120,15 @@ const INVALID: &[(&str, &[Expected])] = &[
         &[(4, 13, "driver", "expected a mapping, found a string")],
     ),
     (
+        "bpg-duplicate-key.json",
+        &[(
+            4,
+            3,
+            "",
+            "invalid JSON: duplicate mapping key: sparkVersion",
+        )],
+    ),
+    (
         "bpg-env-missing-name.yaml",
         &[(7, 7, "driver.env[1]", "missing required field `name`")],
     ),
@@ -676,7 +685,7 @@ fn several_yaml_documents_in_one_file_are_refused() {
     assert!(errors.has_errors(), "{errors}");
     assert_eq!(errors.0[0].line, Some(4), "{errors}");
     assert!(
-        errors.to_string().contains("expected one YAML document"),
+        errors.to_string().contains("expected one document"),
         "{errors}"
     );
 }

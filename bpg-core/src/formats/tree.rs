@@ -197,41 +197,6 @@ fn convert(raw: Spanned<Raw>, src: &str) -> Node {
     Node { value, pos }
 }
 
-fn from_json_value(value: Value) -> Node {
-    let value = match value {
-        Value::Null => NodeValue::Scalar(Scalar::Null, String::new()),
-        Value::Bool(b) => NodeValue::Scalar(Scalar::Bool(b), b.to_string()),
-        Value::Number(n) => {
-            let text = n.to_string();
-            let scalar = match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => Scalar::Int(i.into()),
-                (None, Some(u)) => Scalar::Int(u.into()),
-                _ => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
-            };
-            NodeValue::Scalar(scalar, text)
-        }
-        Value::String(s) => NodeValue::Scalar(Scalar::Str(s.clone()), s),
-        Value::Array(items) => NodeValue::Seq(items.into_iter().map(from_json_value).collect()),
-        Value::Object(map) => NodeValue::Map(
-            map.into_iter()
-                .map(|(k, v)| {
-                    (
-                        Key {
-                            name: k,
-                            pos: Pos::default(),
-                        },
-                        from_json_value(v),
-                    )
-                })
-                .collect(),
-        ),
-    };
-    Node {
-        value,
-        pos: Pos::default(),
-    }
-}
-
 /// Strips serde-saphyr's " at line L, column C" suffix: the diagnostic carries the place itself.
 fn bare_message(message: &str) -> &str {
     match message.rfind(" at line ") {
@@ -252,23 +217,23 @@ pub(crate) fn parse_document(text: &str, kind: InputKind) -> Result<Node, Diagno
     }
     match serde_saphyr::from_str::<Spanned<Raw>>(text) {
         Ok(raw) => Ok(convert(raw, text)),
-        Err(e) if kind == InputKind::Json => {
-            // Valid JSON that the YAML parser refuses (rare): read it without locations.
-            let _ = e;
-            serde_json::from_str::<Value>(text)
-                .map(from_json_value)
-                .map_err(|e| {
-                    Diagnostic::error("", format!("invalid JSON: {e}")).at(e.line(), e.column())
-                })
-        }
         Err(e) => {
             let plain = e.without_snippet().to_string();
-            let message = if plain.contains("multiple YAML documents") {
-                "expected one YAML document, found several (separated by `---`)"
+            let message = bare_message(&plain);
+            // Say what is wrong with the file, not which library option would accept it.
+            let message = if message.contains("multiple YAML documents") {
+                "expected one document, found several (separated by `---`)"
             } else {
-                bare_message(&plain)
+                message
+                    .split(", set DuplicateKeyPolicy")
+                    .next()
+                    .unwrap_or(message)
             };
-            let mut d = Diagnostic::error("", format!("invalid YAML: {message}"));
+            let syntax = match kind {
+                InputKind::Json => "JSON",
+                InputKind::Yaml => "YAML",
+            };
+            let mut d = Diagnostic::error("", format!("invalid {syntax}: {message}"));
             if let Some(location) = e.location() {
                 let pos = pos_of(&location);
                 if pos.line > 0 {
@@ -677,6 +642,15 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(e.message.starts_with("invalid YAML: "), "{}", e.message);
         assert!(!e.message.contains(" at line "), "{}", e.message);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_in_both_syntaxes() {
+        let e = parse_document("a: 1\na: 2\n", InputKind::Yaml).unwrap_err();
+        assert_eq!(e.message, "invalid YAML: duplicate mapping key: a");
+        let e = parse_document("{\"a\": 1, \"a\": 2}", InputKind::Json).unwrap_err();
+        assert_eq!(e.message, "invalid JSON: duplicate mapping key: a");
+        assert_eq!((e.line, e.column), (Some(1), Some(10)));
     }
 
     #[test]
