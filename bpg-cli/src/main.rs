@@ -1,6 +1,236 @@
-//! The `bpg` command line (filled by the CLI issue).
+//! The `bpg` command line: check, route, submit and run Spark applications and pipelines.
+//!
+//! Commands and flags follow DESIGN.md §8. Exit codes: 0 success; 1 a job, task or validation
+//! failed (including an invalid file given as the command's subject); 2 a usage or configuration
+//! error (bad flags, an unknown connection, an invalid connections or rules file).
 
-fn main() {
-    eprintln!("bpg: no commands yet");
-    std::process::exit(2);
+mod connections;
+mod failure;
+mod graph;
+mod jobs;
+mod progress;
+mod route;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::failure::Failure;
+
+/// Spark applications and pipelines across many clusters.
+#[derive(Debug, Parser)]
+#[command(name = "bpg", version, about, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 a job/task/validation failed, 2 usage or configuration error.\n\
+Connections come from --connections FILE (or $BPG_CONNECTIONS) and BPG_CONN_<NAME>=URL variables.\n\
+RUST_LOG sets the tracing filter (default: warn)."
+)]
+struct Cli {
+    /// Print only errors and the command's result: no progress, no log lines, no summary.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConnectionArgs {
+    /// The connection to use (from --connections or a BPG_CONN_<NAME> variable).
+    #[arg(long)]
+    connection: String,
+    /// Connections file (see examples/connections/).
+    #[arg(long, env = "BPG_CONNECTIONS")]
+    connections: Option<PathBuf>,
+}
+
+/// Output format of `bpg graph`.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum GraphFormat {
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    #[default]
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check application, pipeline, connections and routing rules files (the kind is detected).
+    Validate {
+        /// Files to check; every problem is reported as FILE:LINE:COL: message.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Decide which cluster an application goes to under a routing rules file.
+    Route {
+        /// Routing rules file.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Application file (BPG request or SparkApplication manifest, JSON or YAML).
+        file: PathBuf,
+        /// Show the rules matched, the constraints applied and every candidate cluster.
+        #[arg(long)]
+        explain: bool,
+        /// Print the decision (with its explanation) as JSON.
+        #[arg(long, conflicts_with = "explain")]
+        json: bool,
+        /// The submitting user, for rules and queues that match on users.
+        #[arg(long)]
+        user: Option<String>,
+        /// Seed for weighted-random routes, for repeatable decisions.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Submit an application file through a connection; prints the submission id.
+    Submit {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Application file (BPG request or SparkApplication manifest, JSON or YAML).
+        file: PathBuf,
+        /// Wait for the job to end; exit 1 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Stream the driver log until the job ends.
+        #[arg(long)]
+        follow_logs: bool,
+    },
+    /// Show a submitted job's state.
+    Status {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Submission id (as printed by `bpg submit`).
+        id: String,
+    },
+    /// Print a submitted job's driver log.
+    Logs {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Submission id.
+        id: String,
+        /// Keep printing lines until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a submitted job.
+    Cancel {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Submission id.
+        id: String,
+    },
+    /// Run a pipeline file to the end, with live progress and a summary.
+    Run {
+        /// Pipeline file (YAML, see examples/pipelines/).
+        pipeline: PathBuf,
+        /// Connections file.
+        #[arg(long, env = "BPG_CONNECTIONS")]
+        connections: Option<PathBuf>,
+        /// SQLite file that keeps the run's progress, so a restarted run can resume.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Run id (default: manual__<now>).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Resume the run named by --run-id from --state, reattaching to running jobs.
+        #[arg(long, requires_all = ["state", "run_id"])]
+        resume: bool,
+        /// Write the JSON run report to this file.
+        #[arg(long, value_name = "REPORT")]
+        json: Option<PathBuf>,
+    },
+    /// Draw a pipeline's task graph.
+    Graph {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: GraphFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bpg: error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("{failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Validate { files } => Ok(validate::validate(&files, quiet)),
+        Command::Route {
+            rules,
+            file,
+            explain,
+            json,
+            user,
+            seed,
+        } => route::route(&route::RouteArgs {
+            rules,
+            file,
+            explain,
+            json,
+            user,
+            seed,
+        }),
+        Command::Submit {
+            connection,
+            file,
+            wait,
+            follow_logs,
+        } => jobs::submit(&connection, &file, wait, follow_logs, quiet).await,
+        Command::Status { connection, id } => jobs::status(&connection, &id).await,
+        Command::Logs {
+            connection,
+            id,
+            follow,
+        } => jobs::logs(&connection, &id, follow).await,
+        Command::Cancel { connection, id } => jobs::cancel(&connection, &id, quiet).await,
+        Command::Run {
+            pipeline,
+            connections,
+            state,
+            run_id,
+            resume,
+            json,
+        } => {
+            run::run(run::RunArgs {
+                pipeline,
+                connections,
+                state,
+                run_id,
+                resume,
+                json,
+                quiet,
+            })
+            .await
+        }
+        Command::Graph { pipeline, format } => graph::graph(&pipeline, format),
+    }
 }

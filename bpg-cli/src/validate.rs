@@ -1,0 +1,218 @@
+//! `bpg validate`: checks files of every kind bpg reads, telling the kinds apart by content.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bpg_core::formats::parse_application;
+use bpg_core::{Diagnostic, Diagnostics};
+use bpg_pipeline::{ApplicationSource, ConnectionRegistry, Dag, TaskKind, load_dag_file};
+use bpg_router::RoutingRules;
+
+/// What a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A BPG request or SparkApplication manifest.
+    Application,
+    /// A pipeline (`dag_id:`, `tasks:`).
+    Pipeline,
+    /// A connections file (`connections:`).
+    Connections,
+    /// Routing rules (`clusters:`, `rules:`, `constraints:`).
+    Rules,
+}
+
+impl FileKind {
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Application => "application",
+            FileKind::Pipeline => "pipeline",
+            FileKind::Connections => "connections",
+            FileKind::Rules => "routing rules",
+        }
+    }
+}
+
+/// The kind of file `text` is, from its top-level keys. Works on malformed files too: only lines
+/// that start a top-level key are looked at, so a syntax error further down still gets the
+/// right parser (and its located message).
+pub fn detect(text: &str) -> FileKind {
+    let keys = top_level_keys(text);
+    let has = |k: &str| keys.iter().any(|key| key == k);
+    if has("apiVersion") || has("kind") || has("sparkVersion") || has("mainApplicationFile") {
+        FileKind::Application
+    } else if has("dag_id") || has("tasks") {
+        FileKind::Pipeline
+    } else if has("connections") {
+        FileKind::Connections
+    } else if has("clusters") || has("rules") || has("constraints") || has("queues") {
+        FileKind::Rules
+    } else {
+        FileKind::Application
+    }
+}
+
+fn top_level_keys(text: &str) -> Vec<String> {
+    let text = text.trim_start_matches('\u{feff}');
+    if text.trim_start().starts_with('{') {
+        // JSON: the keys of the outer object, when it parses; a broken JSON file is an application.
+        return match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+    }
+    text.lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#', '-']) && !l.is_empty())
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_owned())
+        })
+        .collect()
+}
+
+/// Checks every file, prints every problem, and exits 1 when any file is invalid.
+pub fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
+    let mut invalid = 0usize;
+    for file in files {
+        let (kind, diagnostics, summary) = check_file(file);
+        for d in &diagnostics.0 {
+            println!("{d}");
+        }
+        if diagnostics.has_errors() {
+            invalid += 1;
+        } else if !quiet {
+            println!("{}: ok ({}{summary})", file.display(), kind.name());
+        }
+    }
+    if invalid > 0 {
+        if !quiet {
+            println!("{invalid} of {} files invalid", files.len());
+        }
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_file(file: &Path) -> (FileKind, Diagnostics, String) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            let d = Diagnostic::error("", format!("cannot read the file: {e}")).with_file(file);
+            return (FileKind::Application, d.into(), String::new());
+        }
+    };
+    let kind = detect(&text);
+    let (diagnostics, summary) = match kind {
+        FileKind::Application => match parse_application(&text, Some(file)) {
+            Ok(parsed) => (parsed.warnings, format!(", {}", parsed.job.name)),
+            Err(d) => (d, String::new()),
+        },
+        FileKind::Pipeline => match load_dag_file(file) {
+            Ok(dag) => {
+                let d = check_applications(&dag);
+                (
+                    d,
+                    format!(", {} with {} tasks", dag.dag_id, dag.tasks.len()),
+                )
+            }
+            Err(d) => (d, String::new()),
+        },
+        FileKind::Connections => {
+            let mut registry = ConnectionRegistry::new();
+            match registry.parse_yaml(&text, Some(file)) {
+                Ok(r) => {
+                    let names = r.names();
+                    (Diagnostics::new(), format!(", {}", names.join(", ")))
+                }
+                Err(d) => (d, String::new()),
+            }
+        }
+        FileKind::Rules => match RoutingRules::from_yaml(&text, Some(file)) {
+            Ok(rules) => (
+                Diagnostics::new(),
+                format!(", {} clusters", rules.cluster_ids().count()),
+            ),
+            Err(d) => (d, String::new()),
+        },
+    };
+    (kind, diagnostics, summary)
+}
+
+/// Checks the applications a valid pipeline's Spark tasks name. They are templates rendered at run
+/// time; one that does not parse before rendering but holds template syntax is only a warning.
+fn check_applications(dag: &Dag) -> Diagnostics {
+    let mut out = Diagnostics::new();
+    let pipeline_file = dag.source.file.clone();
+    for (i, task) in dag.tasks.iter().enumerate() {
+        let TaskKind::Spark(spark) = &task.kind else {
+            continue;
+        };
+        let (text, file, field) = match &spark.application {
+            ApplicationSource::File(path) => {
+                let path = dag.resolve_path(path);
+                let field = format!("tasks[{i}].application_file");
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (text, Some(path), field),
+                    Err(e) => {
+                        out.push(located(
+                            dag,
+                            &field,
+                            format!("cannot read application file {}: {e}", path.display()),
+                            Diagnostic::error,
+                        ));
+                        continue;
+                    }
+                }
+            }
+            ApplicationSource::Inline(value) => {
+                (value.to_string(), None, format!("tasks[{i}].application"))
+            }
+            ApplicationSource::Job(_) => continue,
+        };
+        if let Err(errors) = parse_application(&text, file.as_deref()) {
+            if text.contains("{{") || text.contains("{%") {
+                out.push(located(
+                    dag,
+                    &field,
+                    format!(
+                        "the application holds templates and does not parse before rendering; it is checked when the task runs ({} problem(s) now)",
+                        errors.errors().count()
+                    ),
+                    Diagnostic::warning,
+                ));
+                continue;
+            }
+            for mut d in errors.0 {
+                if file.is_none() {
+                    // Inline: point at the task's `application:` in the pipeline file.
+                    let at = dag.source.position(&field);
+                    d.file = pipeline_file.clone();
+                    d.line = at.map(|p| p.0);
+                    d.column = at.map(|p| p.1);
+                    d.field = format!("{field}.{}", d.field)
+                        .trim_end_matches('.')
+                        .to_owned();
+                }
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// A diagnostic at `field` of the pipeline file; `make` is `Diagnostic::error` or `Diagnostic::warning`.
+fn located(
+    dag: &Dag,
+    field: &str,
+    message: String,
+    make: fn(String, String) -> Diagnostic,
+) -> Diagnostic {
+    let mut d = make(field.to_owned(), message);
+    if let Some(f) = &dag.source.file {
+        d = d.with_file(f);
+    }
+    if let Some((line, column)) = dag.source.position(field) {
+        d = d.at(line, column);
+    }
+    d
+}
