@@ -88,11 +88,15 @@ struct App {
     object: Value,
     script: SimScript,
     created_at: Instant,
+    /// `created_at` on the wall clock, so timestamps derived from it never jitter between reads.
+    created_wall: DateTime<Utc>,
     /// First resourceVersion of this app; each later step adds one.
     base_version: u64,
     spark_app_id: String,
-    /// Set by a foreground delete: the step it froze at, and when the object goes away.
+    /// Set by a delete: the step it froze at, and when the object goes away.
     deleting: Option<(usize, Instant)>,
+    /// When the delete arrived, on the wall clock.
+    deleted_wall: Option<DateTime<Utc>>,
 }
 
 struct Tombstone {
@@ -166,8 +170,8 @@ impl App {
     fn at_step(&self, step: usize, scale: Duration) -> Value {
         let mut object = self.object.clone();
         object["metadata"]["resourceVersion"] = json!(self.version(step).to_string());
-        if let Some((_, _)) = self.deleting {
-            object["metadata"]["deletionTimestamp"] = json!(rfc3339(Utc::now()));
+        if let Some(at) = self.deleted_wall {
+            object["metadata"]["deletionTimestamp"] = json!(rfc3339(at));
             object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
         }
         if step == CREATED {
@@ -175,8 +179,8 @@ impl App {
         }
         let times = self.step_times(scale);
         let wall = |at: Instant| {
-            let ago = Instant::now().saturating_duration_since(at);
-            rfc3339(Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default())
+            let since = at.saturating_duration_since(self.created_at);
+            rfc3339(self.created_wall + chrono::Duration::from_std(since).unwrap_or_default())
         };
         let state = match step {
             SUBMITTED => "SUBMITTED",
@@ -476,15 +480,18 @@ impl ApiState {
         let base_version = self.next_version;
         object["metadata"]["namespace"] = json!(ns);
         object["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{base_version:012}"));
-        object["metadata"]["creationTimestamp"] = json!(rfc3339(Utc::now()));
+        let created_wall = Utc::now();
+        object["metadata"]["creationTimestamp"] = json!(rfc3339(created_wall));
         object["metadata"]["generation"] = json!(1);
         let app = App {
             object,
             script,
             created_at: Instant::now(),
+            created_wall,
             base_version,
             spark_app_id: format!("spark-{base_version:032x}"),
             deleting: None,
+            deleted_wall: None,
         };
         self.tombstones.remove(&key);
         let created = app.at_step(CREATED, self.scale);
@@ -610,6 +617,7 @@ impl ApiState {
         if app.deleting.is_none() {
             let step = app.step_at(scale, now);
             app.deleting = Some((step, now + delay));
+            app.deleted_wall = Some(Utc::now());
         }
         if policy.as_deref() == Some("Foreground") {
             // The object stays, marked for deletion, until its driver and executors are gone.

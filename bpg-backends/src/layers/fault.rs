@@ -23,6 +23,8 @@ enum FaultKind {
     LoseResponse(MakeError),
     /// Wait, then call the backend.
     Delay(Duration),
+    /// Open the log stream, then break it after some lines.
+    CutStream(u64, MakeError),
 }
 
 /// One scripted fault, applied to the next `times` calls of an operation
@@ -74,6 +76,15 @@ impl Fault {
         }
     }
 
+    /// For `logs`: the stream opens, yields `lines` lines, then fails with the error `make`
+    /// builds, like a connection dropped mid-stream. On other operations the call goes through.
+    pub fn cut_log_stream(lines: u64, make: impl Fn() -> Error + Send + Sync + 'static) -> Fault {
+        Fault {
+            kind: FaultKind::CutStream(lines, Arc::new(make)),
+            times: 1,
+        }
+    }
+
     /// Applies this fault to `n` consecutive calls (default 1).
     pub fn times(mut self, n: u32) -> Fault {
         self.times = n;
@@ -87,6 +98,7 @@ impl fmt::Debug for Fault {
             FaultKind::Fail(make) => format!("Fail({})", make()),
             FaultKind::LoseResponse(make) => format!("LoseResponse({})", make()),
             FaultKind::Delay(d) => format!("Delay({d:?})"),
+            FaultKind::CutStream(n, make) => format!("CutStream({n}, {})", make()),
         };
         f.debug_struct("Fault")
             .field("kind", &kind)
@@ -225,7 +237,16 @@ impl FaultInjectionBackend {
         op: Operation,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let (_in_flight, fault) = self.faults.begin(op);
+        let (in_flight, fault) = self.faults.begin(op);
+        self.apply(in_flight, fault, call).await
+    }
+
+    async fn apply<T>(
+        &self,
+        _in_flight: InFlight,
+        fault: Option<FaultKind>,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         match fault {
             None => call.await,
             Some(FaultKind::Fail(make)) => Err(make()),
@@ -238,6 +259,8 @@ impl FaultInjectionBackend {
                 tokio::time::sleep(d).await;
                 call.await
             }
+            // Only log streams can be cut; see `logs`.
+            Some(FaultKind::CutStream(..)) => call.await,
         }
     }
 }
@@ -262,8 +285,17 @@ impl Backend for FaultInjectionBackend {
     }
 
     async fn logs(&self, id: &JobId, options: &LogOptions) -> Result<LogStream> {
-        self.faulted(Operation::Logs, self.inner.logs(id, options))
-            .await
+        use futures::StreamExt;
+        let (in_flight, fault) = self.faults.begin(Operation::Logs);
+        let Some(FaultKind::CutStream(lines, make)) = fault else {
+            return self
+                .apply(in_flight, fault, self.inner.logs(id, options))
+                .await;
+        };
+        let stream = self.inner.logs(id, options).await?;
+        let lines = usize::try_from(lines).unwrap_or(usize::MAX);
+        let broken = futures::stream::once(async move { Err(make()) });
+        Ok(stream.take(lines).chain(broken).boxed())
     }
 
     async fn cancel(&self, id: &JobId) -> Result<()> {

@@ -9,6 +9,7 @@ use bpg_core::{
     Backend, Capabilities, Error, IdempotencyKey, JobId, JobStatus, LogOptions, LogStream, Result,
     SparkJob, Submission, SubmitOptions,
 };
+use futures::StreamExt;
 use rand::Rng;
 
 use super::{Layer, Operation};
@@ -23,7 +24,8 @@ use super::{Layer, Operation};
 ///   backends without `find` are retried only if they deduplicate keys themselves
 ///   ([`Capabilities::idempotent_submit`]).
 ///
-/// Follow-mode log streams are not re-opened; the retry covers opening the stream.
+/// Log streams are resumed: when a stream breaks with a temporary error, it is re-opened from the
+/// position after the last line delivered, so the caller sees every line once.
 ///
 /// ```
 /// use std::time::Duration;
@@ -230,8 +232,16 @@ impl Backend for RetryBackend {
     }
 
     async fn logs(&self, id: &JobId, options: &LogOptions) -> Result<LogStream> {
-        self.run(Operation::Logs, || self.inner.logs(id, options))
-            .await
+        let stream = self
+            .run(Operation::Logs, || self.inner.logs(id, options))
+            .await?;
+        Ok(resuming(
+            self.inner.clone(),
+            self.policy.clone(),
+            id.clone(),
+            options.clone(),
+            stream,
+        ))
     }
 
     async fn cancel(&self, id: &JobId) -> Result<()> {
@@ -254,4 +264,81 @@ impl Backend for RetryBackend {
         })
         .await
     }
+}
+
+/// A log stream that re-opens itself from the next position after a temporary error.
+fn resuming(
+    inner: Arc<dyn Backend>,
+    policy: RetryLayer,
+    id: JobId,
+    options: LogOptions,
+    stream: LogStream,
+) -> LogStream {
+    struct Resume {
+        inner: Arc<dyn Backend>,
+        policy: RetryLayer,
+        id: JobId,
+        options: LogOptions,
+        stream: Option<LogStream>,
+        /// Position of the next line the caller has not seen.
+        next: u64,
+        /// Retries since the last line came through.
+        retries: u32,
+        done: bool,
+    }
+    let state = Resume {
+        inner,
+        policy,
+        next: options.from_line,
+        id,
+        options,
+        stream: Some(stream),
+        retries: 0,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            let error = match s.stream.as_mut() {
+                Some(stream) => match stream.next().await {
+                    Some(Ok(line)) => {
+                        s.next = line.position + 1;
+                        s.retries = 0;
+                        return Some((Ok(line), s));
+                    }
+                    Some(Err(e)) => e,
+                    None => return None,
+                },
+                None => {
+                    let options = s.options.clone().from_line(s.next);
+                    match s.inner.logs(&s.id, &options).await {
+                        Ok(stream) => {
+                            s.stream = Some(stream);
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+            };
+            if !error.is_temporary() || s.retries >= s.policy.max_retries {
+                s.done = true;
+                return Some((Err(error), s));
+            }
+            let delay = s.policy.delay(s.retries, &error);
+            tracing::warn!(
+                backend = s.inner.name(),
+                job = %s.id,
+                resume_at = s.next,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "log stream broke, resuming"
+            );
+            s.stream = None;
+            s.retries += 1;
+            tokio::time::sleep(delay).await;
+        }
+    })
+    .boxed()
 }

@@ -6,6 +6,7 @@ use bpg_core::{
     AppType, Backend, BackendExt, Error, IdempotencyKey, JobState, SimBackend, SparkJob,
     SubmitOptions, WaitOptions,
 };
+use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::*;
@@ -305,4 +306,63 @@ async fn the_recommended_stack_runs_a_job_through_a_flaky_backend() {
         .unwrap();
     assert_eq!(status.state, JobState::Succeeded);
     assert_eq!(sim.accepted_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_log_stream_is_resumed_after_the_last_line_delivered() {
+    let (_sim, faults, backend) = retried(3);
+    let job = job().with_label("sim/log-lines", "10");
+    let (submission, _) = backend
+        .submit_and_wait(&job, &SubmitOptions::new(), &WaitOptions::default())
+        .await
+        .unwrap();
+    faults.inject(
+        Operation::Logs,
+        Fault::cut_log_stream(4, || Error::Unavailable {
+            message: "connection reset".into(),
+        }),
+    );
+    let lines: Vec<_> = backend
+        .logs(&submission.id, &bpg_core::LogOptions::follow())
+        .await
+        .unwrap()
+        .map(|l| l.unwrap().position)
+        .collect()
+        .await;
+    assert_eq!(lines, (0..10).collect::<Vec<u64>>());
+    assert_eq!(faults.calls(Operation::Logs), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_log_stream_that_keeps_breaking_ends_with_the_error() {
+    let (_sim, faults, backend) = retried(2);
+    let job = job().with_label("sim/log-lines", "10");
+    let (submission, _) = backend
+        .submit_and_wait(&job, &SubmitOptions::new(), &WaitOptions::default())
+        .await
+        .unwrap();
+    let cut = || {
+        Fault::cut_log_stream(1, || Error::Unavailable {
+            message: "connection reset".into(),
+        })
+    };
+    faults.inject(Operation::Logs, cut().times(1));
+    faults.inject(
+        Operation::Logs,
+        Fault::cut_log_stream(0, || Error::Forbidden {
+            message: "token expired".into(),
+        }),
+    );
+    let items: Vec<_> = backend
+        .logs(&submission.id, &bpg_core::LogOptions::snapshot())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].as_ref().unwrap().position, 0);
+    assert!(
+        matches!(items[1], Err(Error::Forbidden { .. })),
+        "a permanent error ends the stream"
+    );
 }

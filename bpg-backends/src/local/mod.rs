@@ -261,7 +261,8 @@ impl Backend for LocalSparkBackend {
         if let Some(dir) = &self.inner.working_dir {
             command.current_dir(dir);
         }
-        tracing::debug!(backend = %self.inner.name, job = %id, ?args, "starting spark-submit");
+        // Not the arguments: `--conf` values may carry credentials.
+        tracing::debug!(backend = %self.inner.name, job = %id, app = ?job.main_application_file, "starting spark-submit");
         let run = LocalJob::spawn(command, submission.clone(), self.inner.kill_grace)?;
         state.jobs.insert(id.clone(), run);
         state.order.push(id.clone());
