@@ -185,7 +185,8 @@ pub(crate) fn job_from_request(root: &Node, report: &mut Report<'_>) -> Option<S
 ///
 /// Routing labels go to `driver.labels` (merged over the driver pod's own labels), `hadoopConf`
 /// and dynamic allocation become `spark.hadoop.*` / `spark.dynamicAllocation.*` entries of
-/// `sparkConf` (explicit `sparkConf` entries win), and the BPG-only `extra` settings
+/// `sparkConf` (explicit `sparkConf` entries win), `coreLimit` is given in whole cores as BPG
+/// requires (`1200m` becomes `2`), and the BPG-only `extra` settings
 /// (`submissionIdSuffix`, `clusterId`, `mode`, the overhead factors) come back as fields. What BPG
 /// cannot carry is left out: `timeToLiveSeconds` (the gateway sets it), pod `nodeSelector` goes to
 /// the pod's unknown fields (BPG ignores those), and other application-level `extra` settings are
@@ -260,6 +261,21 @@ pub fn to_bpg_json(job: &SparkJob) -> String {
     serde_json::to_string_pretty(&to_bpg_request(job)).unwrap_or_default()
 }
 
+/// BPG reads `coreLimit` as a bare number of whole cores (`"1500m"` makes it fail with 500), so
+/// Kubernetes millicores are rounded up to whole cores; a limit it cannot read is left out (BPG then
+/// derives one from `cores`).
+fn bpg_core_limit(limit: &str) -> Option<String> {
+    let limit = limit.trim();
+    if !limit.is_empty() && limit.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(limit.to_owned());
+    }
+    let cores = match limit.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
+        None => limit.parse::<f64>().ok()?,
+    };
+    (cores.is_finite() && cores > 0.0).then(|| format!("{}", cores.ceil().max(1.0) as u64))
+}
+
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
@@ -328,7 +344,7 @@ fn driver_spec(pod: &PodSpec, labels: BTreeMap<String, String>) -> DriverSpec {
     DriverSpec {
         cores: pod.cores,
         core_request: pod.core_request.clone(),
-        core_limit: pod.core_limit.clone(),
+        core_limit: pod.core_limit.as_deref().and_then(bpg_core_limit),
         memory: pod.memory.map(|m| m.to_spark_string()),
         memory_overhead: pod.memory_overhead.map(|m| m.to_spark_string()),
         image: pod.image.clone(),
@@ -363,7 +379,7 @@ fn executor_spec(pod: &PodSpec) -> ExecutorSpec {
     ExecutorSpec {
         cores: pod.cores,
         core_request: pod.core_request.clone(),
-        core_limit: pod.core_limit.clone(),
+        core_limit: pod.core_limit.as_deref().and_then(bpg_core_limit),
         memory: pod.memory.map(|m| m.to_spark_string()),
         memory_overhead: pod.memory_overhead.map(|m| m.to_spark_string()),
         image: pod.image.clone(),
@@ -381,5 +397,26 @@ fn executor_spec(pod: &PodSpec) -> ExecutorSpec {
         java_options: pod.java_options.clone(),
         delete_on_termination: pod.delete_on_termination,
         extra: extra.rest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bpg_core_limit;
+
+    #[test]
+    fn core_limits_become_whole_cores_for_bpg() {
+        for (given, sent) in [
+            ("1500", Some("1500")),
+            ("2", Some("2")),
+            ("1200m", Some("2")),
+            ("2000m", Some("2")),
+            ("100m", Some("1")),
+            ("1.5", Some("2")),
+            ("lots", None),
+            ("0m", None),
+        ] {
+            assert_eq!(bpg_core_limit(given).as_deref(), sent, "{given}");
+        }
     }
 }
