@@ -16,8 +16,8 @@ use super::submit::{
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmrStartJobRun {
     /// Job run name: the job's name limited to EMR's `[.\-_/#A-Za-z0-9]`, at most 64 characters;
-    /// `None` when the job has no name.
-    pub name: Option<String>,
+    /// empty when the job has no name (leave `name` unset then).
+    pub name: String,
     /// `jobDriver.sparkSubmitJobDriver.entryPoint`: the main application file.
     pub entry_point: String,
     /// `entryPointArguments`.
@@ -87,7 +87,7 @@ pub fn to_emr_start_job_run(job: &SparkJob) -> Result<EmrStartJobRun, Error> {
         }]
     };
     Ok(EmrStartJobRun {
-        name: (!job.name.is_empty()).then(|| emr_name(&job.name)),
+        name: emr_name(&job.name),
         entry_point,
         entry_point_arguments: job.arguments.clone(),
         spark_submit_parameters: params.join(" "),
