@@ -405,8 +405,70 @@ impl BpgClient {
         content: impl Into<Bytes>,
     ) -> Result<UploadResponse> {
         let content = content.into();
-        let spec = RequestSpec::upload(name, folder, content.len() as u64, content);
+        let spec = RequestSpec::upload(name, folder, content.len() as u64, Some(content));
         self.json(spec, false).await
+    }
+
+    /// `POST /s3/{name}` with a streamed body of exactly `content_length` bytes (BPG requires the
+    /// length up front), for artifacts too large to hold in memory.
+    pub async fn upload_stream<S>(
+        &self,
+        name: &str,
+        folder: Option<&str>,
+        content_length: u64,
+        content: S,
+    ) -> Result<UploadResponse>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let spec = RequestSpec::upload(name, folder, content_length, None);
+        let body = reqwest::Body::wrap_stream(content);
+        let inner = &self.inner;
+        let result = async {
+            let response = inner
+                .send_with_body(&spec, Some((body, content_length)))
+                .await?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| inner.transport(&spec, e))?;
+            parse_json(&spec.operation(&inner.base), &bytes)
+        }
+        .await;
+        result.map_err(|e: ClientError| e.into_core(&spec.what, false))
+    }
+
+    /// Uploads a local file under its own name, streaming it from disk.
+    pub async fn upload_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        folder: Option<&str>,
+    ) -> Result<UploadResponse> {
+        let path = path.as_ref();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::config(format!("{}: not a file name", path.display())))?
+            .to_owned();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::config(format!("{}: cannot open: {e}", path.display())))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| Error::config(format!("{}: cannot read metadata: {e}", path.display())))?
+            .len();
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buffer = vec![0u8; 64 * 1024];
+            let n = file.read(&mut buffer).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buffer.truncate(n);
+            Ok(Some((Bytes::from(buffer), file)))
+        });
+        self.upload_stream(&name, folder, length, chunks).await
     }
 
     /// `GET /admin/submissions` (optionally only one application name), streamed as BPG sends
@@ -488,6 +550,15 @@ impl BpgClient {
 impl Inner {
     /// Sends one request; a non-2xx answer becomes [`ClientError::Api`].
     async fn send(&self, spec: &RequestSpec) -> Result<reqwest::Response, ClientError> {
+        self.send_with_body(spec, None).await
+    }
+
+    /// [`Inner::send`] with a streamed body and its length instead of the spec's bytes.
+    async fn send_with_body(
+        &self,
+        spec: &RequestSpec,
+        stream: Option<(reqwest::Body, u64)>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self
             .http
             .request(spec.method.clone(), spec.url(&self.base))
@@ -500,6 +571,11 @@ impl Inner {
         }
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
+        }
+        if let Some((body, length)) = stream {
+            request = request
+                .header(reqwest::header::CONTENT_LENGTH, length)
+                .body(body);
         }
         tracing::debug!(operation = %spec.operation(&self.base), "BPG request");
         let response = if spec.streaming {

@@ -272,14 +272,15 @@ impl RequestSpec {
         spec
     }
 
-    pub fn upload(name: &str, folder: Option<&str>, len: u64, body: Bytes) -> Self {
+    /// `body` is `None` when the caller streams it.
+    pub fn upload(name: &str, folder: Option<&str>, len: u64, body: Option<Bytes>) -> Self {
         let mut spec = RequestSpec::new(Method::POST, &["s3", name], format!("upload {name}"));
         if let Some(folder) = folder {
             spec.query.push(("folder", folder.to_owned()));
         }
         spec.query.push(("content-length", len.to_string()));
         spec.content_type = Some("application/octet-stream");
-        spec.body = Some(body);
+        spec.body = body;
         spec
     }
 
@@ -383,7 +384,7 @@ mod tests {
     #[test]
     fn only_gets_and_deletes_are_idempotent() {
         assert!(!RequestSpec::submit(&SubmitBody::json("{}")).idempotent);
-        assert!(!RequestSpec::upload("a.jar", None, 1, Bytes::new()).idempotent);
+        assert!(!RequestSpec::upload("a.jar", None, 1, None).idempotent);
         for spec in [
             RequestSpec::status("x"),
             RequestSpec::spec("x"),
@@ -407,7 +408,12 @@ mod tests {
             spec.url(&base()).as_str(),
             "https://gw.example/skatev2/log?appId=spark-1&execId=3"
         );
-        let spec = RequestSpec::upload("a b.jar", Some("team/x/"), 5, Bytes::from_static(b"12345"));
+        let spec = RequestSpec::upload(
+            "a b.jar",
+            Some("team/x/"),
+            5,
+            Some(Bytes::from_static(b"12345")),
+        );
         assert_eq!(
             spec.url(&base()).as_str(),
             "https://gw.example/skatev2/s3/a%20b.jar?folder=team%2Fx%2F&content-length=5"

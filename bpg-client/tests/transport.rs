@@ -773,3 +773,36 @@ async fn a_custom_ca_bundle_is_accepted() {
         .build()
         .unwrap();
 }
+
+#[tokio::test]
+async fn files_are_uploaded_as_a_stream_with_their_length() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/skatev2/s3/job.jar"))
+        .respond_with(json_response(
+            json!({"url": "s3a://bpg/uploaded/libs/job.jar"}),
+        ))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.jar");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let client = client(&server, Auth::None);
+    let uploaded = client.upload_file(&file, Some("libs")).await.unwrap();
+    assert_eq!(uploaded.url, "s3a://bpg/uploaded/libs/job.jar");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests[0].body, content);
+    assert_eq!(
+        requests[0].url.query(),
+        Some("folder=libs&content-length=200000")
+    );
+    assert_eq!(requests[0].headers.get("content-length").unwrap(), "200000");
+
+    let missing = dir.path().join("missing.jar");
+    let e = client.upload_file(&missing, None).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Config { message } if message.contains("missing.jar")),
+        "{e:?}"
+    );
+}
