@@ -99,17 +99,13 @@ async fn real_spark_submit_succeeds_fails_and_cancels() {
         testkit::failure_is_reported(b, &jobs, &options),
         testkit::idempotent_submit(b, &jobs, &options),
     );
-    let failed = local
-        .submissions()
-        .into_iter()
-        .find(|s| {
-            s.id != finished
-                && futures::executor::block_on(local.status(&s.id))
-                    .map(|st| st.state)
-                    .ok()
-                    == Some(JobState::Failed)
-        })
-        .expect("the failed run");
+    let mut failed = None;
+    for s in local.submissions() {
+        if local.status(&s.id).await.unwrap().state == JobState::Failed {
+            failed = Some(s);
+        }
+    }
+    let failed = failed.expect("the failed run");
     let status = local.status(&failed.id).await.unwrap();
     let message = status.message.unwrap_or_default();
     assert!(
