@@ -10,6 +10,8 @@
 //! | `k8s-mock` | `k8s::mock::MockApiServer`: a wiremock stand-in of that API server, for tests and examples |
 //! | `local` | `local::LocalSparkBackend`: `spark-submit --master local[*]` on this machine |
 //! | `emr` | `emr::EmrContainersBackend`: EMR on EKS job runs |
+//! | `gateway` | `gateway::GatewayBackend`: a Batch Processing Gateway through bpg-client |
+//! | (always) | [`routed::RoutedBackend`]: several named backends behind bpg-router rules |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,6 +36,8 @@
 //! ```
 
 pub mod layers;
+pub mod routed;
+pub use routed::RoutedBackend;
 
 #[cfg(feature = "k8s")]
 pub mod k8s;
@@ -45,3 +49,8 @@ pub mod local;
 pub mod emr;
 #[cfg(feature = "emr")]
 pub use emr::{EmrConfig, EmrContainersBackend};
+
+#[cfg(feature = "gateway")]
+pub mod gateway;
+#[cfg(feature = "gateway")]
+pub use gateway::{GatewayBackend, GatewayConfig};
