@@ -16,7 +16,7 @@ pub fn graph(pipeline: &Path, format: GraphFormat) -> Result<ExitCode, Failure> 
         GraphFormat::Mermaid => mermaid(&dag),
         GraphFormat::Dot => dot(&dag),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,7 +37,7 @@ pub async fn submit(
         .submit(&parsed.job, &SubmitOptions::new())
         .await
         .map_err(|e| Failure::from_error(&format!("submitting {}", parsed.job.name), e))?;
-    println!("{}", submission.id);
+    outln!("{}", submission.id);
     if follow_logs {
         print_logs(backend.as_ref(), &submission.id, true).await?;
     }
@@ -53,9 +53,11 @@ pub async fn submit(
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
-    println!(
+    outln!(
         "{} {} ({}){detail}",
-        submission.id, status.state, status.native_state
+        submission.id,
+        status.state,
+        status.native_state
     );
     Ok(if status.state.is_success() {
         ExitCode::SUCCESS
@@ -71,14 +73,14 @@ pub async fn status(args: &ConnectionArgs, id: &str) -> Result<ExitCode, Failure
         .status(&JobId::new(id))
         .await
         .map_err(|e| Failure::from_error(&format!("status of {id}"), e))?;
-    println!("id: {id}");
-    println!("state: {}", status.state);
-    println!("native_state: {}", status.native_state);
+    outln!("id: {id}");
+    outln!("state: {}", status.state);
+    outln!("native_state: {}", status.native_state);
     if let Some(m) = &status.message {
-        println!("message: {m}");
+        outln!("message: {m}");
     }
     if let Some(app) = &status.spark_application_id {
-        println!("spark_application_id: {app}");
+        outln!("spark_application_id: {app}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -102,7 +104,7 @@ async fn print_logs(backend: &dyn Backend, id: &JobId, follow: bool) -> Result<(
         .map_err(|e| Failure::from_error(&format!("logs of {id}"), e))?;
     while let Some(line) = lines.next().await {
         let line = line.map_err(|e| Failure::from_error(&format!("logs of {id}"), e))?;
-        println!("{}", line.text);
+        outln!("{}", line.text);
     }
     Ok(())
 }
@@ -115,7 +117,7 @@ pub async fn cancel(args: &ConnectionArgs, id: &str, quiet: bool) -> Result<Exit
         .await
         .map_err(|e| Failure::from_error(&format!("cancelling {id}"), e))?;
     if !quiet {
-        println!("cancel requested for {id}");
+        outln!("cancel requested for {id}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,22 @@
 //! failed (including an invalid file given as the command's subject); 2 a usage or configuration
 //! error (bad flags, an unknown connection, an invalid connections or rules file).
 
+/// `println!` that ignores a closed stdout, so `bpg ... | head` ends quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod connections;
 mod failure;
 mod graph;

@@ -44,11 +44,11 @@ pub fn route(args: &RouteArgs) -> Result<ExitCode, Failure> {
     match rules.route_for_user(&parsed.job, args.user.as_deref(), &view, &mut rng) {
         Ok(decision) => {
             if args.json {
-                println!("{}", to_json(&decision));
+                outln!("{}", to_json(&decision));
             } else {
-                println!("{decision}");
+                outln!("{decision}");
                 if args.explain {
-                    println!("{}", decision.explanation);
+                    outln!("{}", decision.explanation);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -57,9 +57,9 @@ pub fn route(args: &RouteArgs) -> Result<ExitCode, Failure> {
             if args.json {
                 let value =
                     serde_json::json!({ "error": e.to_string(), "explanation": e.explanation });
-                println!("{}", to_json(&value));
+                outln!("{}", to_json(&value));
             } else if args.explain {
-                println!("{}", e.explanation);
+                outln!("{}", e.explanation);
             }
             Err(Failure::Failed(format!(
                 "bpg: error: {} cannot be routed: {e}",

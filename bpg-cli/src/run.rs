@@ -98,7 +98,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         })?;
     }
     if !args.quiet {
-        print!("{}", progress::summary(&report, &task_ids, &timings));
+        out!("{}", progress::summary(&report, &task_ids, &timings));
     }
     Ok(if report.is_success() {
         ExitCode::SUCCESS

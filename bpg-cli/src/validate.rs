@@ -75,17 +75,17 @@ pub fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
     for file in files {
         let (kind, diagnostics, summary) = check_file(file);
         for d in &diagnostics.0 {
-            println!("{d}");
+            outln!("{d}");
         }
         if diagnostics.has_errors() {
             invalid += 1;
         } else if !quiet {
-            println!("{}: ok ({}{summary})", file.display(), kind.name());
+            outln!("{}: ok ({}{summary})", file.display(), kind.name());
         }
     }
     if invalid > 0 {
         if !quiet {
-            println!("{invalid} of {} files invalid", files.len());
+            outln!("{invalid} of {} files invalid", files.len());
         }
         ExitCode::from(1)
     } else {
@@ -130,7 +130,10 @@ fn check_file(file: &Path) -> (FileKind, Diagnostics, String) {
         FileKind::Rules => match RoutingRules::from_yaml(&text, Some(file)) {
             Ok(rules) => (
                 Diagnostics::new(),
-                format!(", {} clusters", rules.cluster_ids().count()),
+                format!(
+                    ", clusters {}",
+                    rules.cluster_ids().collect::<Vec<_>>().join(", ")
+                ),
             ),
             Err(d) => (d, String::new()),
         },

@@ -1,0 +1,481 @@
+//! The `bpg` binary end to end: output (snapshots, volatile parts redacted) and exit codes for
+//! every command, good input and bad. Runs from the workspace root so paths in output are stable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Exit code, stdout and stderr in one text, for a snapshot.
+    fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bpg-cli lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `bpg args...` with a clean environment for connections and logging.
+fn bpg_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bpg"));
+    command.args(args).current_dir(workspace_root());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BPG_CONN") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command.env("NO_COLOR", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("the bpg binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn bpg(args: &[&str]) -> Output {
+    bpg_with_env(args, &[])
+}
+
+/// Timestamps, run ids, durations and submission ids change from run to run.
+macro_rules! assert_redacted_snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({filters => vec![
+            (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]"),
+            (r" +\d+(ms|\.\d+s)\b", " [DURATION]"),
+            (r"\b(bpg_connection|sim)-\d{6}\b", "[SUBMISSION]"),
+        ]}, {
+            insta::assert_snapshot!($name, $value);
+        });
+    };
+}
+
+#[test]
+fn validate_accepts_every_example_file() {
+    let out = bpg(&[
+        "validate",
+        "examples/apps/calculate-pi.yaml",
+        "examples/apps/word-count.json",
+        "examples/apps/statistics-calc.yaml",
+        "examples/pipelines/healthtech.yaml",
+        "examples/connections/sim.yaml",
+        "examples/connections/gateway.yaml",
+        "examples/connections/k8s.yaml",
+        "examples/rules/healthtech.yaml",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    insta::assert_snapshot!("validate_examples", out.transcript());
+}
+
+#[test]
+fn validate_reports_every_problem_located_and_exits_1() {
+    let out = bpg(&[
+        "validate",
+        "bpg-cli/tests/data/malformed-app.yaml",
+        "bpg-cli/tests/data/wrong-types-app.json",
+        "bpg-cli/tests/data/cyclic.yaml",
+        "bpg-cli/tests/data/bad-connections.yaml",
+        "bpg-cli/tests/data/leaky-rules.yaml",
+        "bpg-cli/tests/data/failing.yaml",
+        "bpg-cli/tests/data/does-not-exist.yaml",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert!(
+        !out.stdout.contains("hunter2"),
+        "a password in a connections file must never be echoed"
+    );
+    insta::assert_snapshot!("validate_invalid", out.transcript());
+}
+
+#[test]
+fn validate_without_files_is_a_usage_error() {
+    let out = bpg(&["validate"]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(out.stderr.contains("FILES"), "{}", out.stderr);
+}
+
+#[test]
+fn route_explains_a_phi_job_going_to_the_compliant_cluster() {
+    let out = bpg(&[
+        "route",
+        "--rules",
+        "examples/rules/healthtech.yaml",
+        "examples/apps/statistics-calc.yaml",
+        "--explain",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    insta::assert_snapshot!("route_explain", out.transcript());
+}
+
+#[test]
+fn route_json_is_the_decision_with_its_explanation() {
+    let out = bpg(&[
+        "route",
+        "--rules",
+        "examples/rules/healthtech.yaml",
+        "examples/apps/word-count.json",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    let decision: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON on stdout");
+    assert_eq!(decision["cluster"], "analytics");
+    assert_eq!(decision["rule"], "default");
+    insta::assert_snapshot!("route_json", out.stdout);
+}
+
+#[test]
+fn route_denied_job_exits_1_with_the_explanation() {
+    let out = bpg(&[
+        "route",
+        "--rules",
+        "bpg-cli/tests/data/deny-rules.yaml",
+        "examples/apps/statistics-calc.yaml",
+        "--explain",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    insta::assert_snapshot!("route_denied", out.transcript());
+}
+
+#[test]
+fn route_with_invalid_rules_is_a_configuration_error() {
+    let out = bpg(&[
+        "route",
+        "--rules",
+        "bpg-cli/tests/data/leaky-rules.yaml",
+        "examples/apps/statistics-calc.yaml",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    insta::assert_snapshot!("route_invalid_rules", out.transcript());
+}
+
+#[test]
+fn route_with_a_malformed_application_exits_1() {
+    let out = bpg(&[
+        "route",
+        "--rules",
+        "examples/rules/healthtech.yaml",
+        "bpg-cli/tests/data/malformed-app.yaml",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    insta::assert_snapshot!("route_malformed_app", out.transcript());
+}
+
+#[test]
+fn route_without_rules_is_a_usage_error() {
+    let out = bpg(&["route", "examples/apps/word-count.json"]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(out.stderr.contains("--rules"), "{}", out.stderr);
+}
+
+#[test]
+fn submit_wait_follow_logs_on_a_sim_connection() {
+    let out = bpg_with_env(
+        &[
+            "submit",
+            "--connection",
+            "sim",
+            "bpg-cli/tests/data/logging-app.yaml",
+            "--wait",
+            "--follow-logs",
+        ],
+        &[("BPG_CONN_SIM", "sim://")],
+    );
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    assert_redacted_snapshot!("submit_wait_logs", out.transcript());
+}
+
+#[test]
+fn submit_wait_for_a_failing_job_exits_1() {
+    let out = bpg(&[
+        "submit",
+        "--connections",
+        "bpg-cli/tests/data/sim.yaml",
+        "--connection",
+        "sim",
+        "bpg-cli/tests/data/failing-app.yaml",
+        "--wait",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert_redacted_snapshot!("submit_failing", out.transcript());
+}
+
+#[test]
+fn submit_to_an_unknown_connection_is_a_configuration_error() {
+    let out = bpg(&[
+        "submit",
+        "--connections",
+        "bpg-cli/tests/data/sim.yaml",
+        "--connection",
+        "nowhere",
+        "examples/apps/word-count.json",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    insta::assert_snapshot!("submit_unknown_connection", out.transcript());
+}
+
+#[test]
+fn submit_with_a_malformed_application_exits_1_before_connecting() {
+    let out = bpg(&[
+        "submit",
+        "--connection",
+        "nowhere",
+        "bpg-cli/tests/data/wrong-types-app.json",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    insta::assert_snapshot!("submit_malformed", out.transcript());
+}
+
+#[test]
+fn submit_with_a_broken_connections_file_is_a_configuration_error() {
+    let out = bpg(&[
+        "submit",
+        "--connections",
+        "bpg-cli/tests/data/bad-connections.yaml",
+        "--connection",
+        "gateway",
+        "examples/apps/word-count.json",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    insta::assert_snapshot!("submit_bad_connections", out.transcript());
+}
+
+#[test]
+fn status_logs_cancel_of_an_unknown_job_exit_1() {
+    // A simulated backend lives in one process, so a fresh one knows no jobs: the not-found path.
+    let env = [("BPG_CONN_SIM", "sim://")];
+    let status = bpg_with_env(&["status", "--connection", "sim", "sim-999999"], &env);
+    let logs = bpg_with_env(&["logs", "--connection", "sim", "sim-999999"], &env);
+    let cancel = bpg_with_env(&["cancel", "--connection", "sim", "sim-999999"], &env);
+    for out in [&status, &logs, &cancel] {
+        assert_eq!(out.code, 1, "{}", out.transcript());
+    }
+    insta::assert_snapshot!(
+        "status_logs_cancel_unknown_job",
+        format!(
+            "{}\n{}\n{}",
+            status.transcript(),
+            logs.transcript(),
+            cancel.transcript()
+        )
+    );
+}
+
+#[test]
+fn status_with_an_unknown_connection_is_a_configuration_error() {
+    for command in ["status", "logs", "cancel"] {
+        let out = bpg(&[command, "--connection", "nowhere", "some-id"]);
+        assert_eq!(out.code, 2, "{command}: {}", out.transcript());
+        assert!(
+            out.stderr.contains("unknown connection \"nowhere\""),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// The issue's acceptance check: the example pipeline on the simulated connection succeeds.
+#[test]
+fn run_healthtech_example_on_sim_succeeds_with_every_task_success() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("r.json");
+    let report_arg = report_path.to_str().expect("utf-8 temp path");
+    let out = bpg(&[
+        "run",
+        "examples/pipelines/healthtech.yaml",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--json",
+        report_arg,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["state"], "success");
+    let tasks = report["tasks"].as_object().expect("tasks object");
+    assert_eq!(tasks.len(), 5);
+    for (id, task) in tasks {
+        assert_eq!(task["state"], "success", "task {id}: {task}");
+        assert_eq!(task["try_number"], 1, "task {id}: {task}");
+    }
+    assert_eq!(tasks["statistics_calc"]["backend"], "bpg_connection");
+    // Not a terminal: plain timestamped lines, task log lines prefixed by the task id.
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.ends_with("Z run healthtech_daily")
+                || l.contains(" run healthtech_daily manual__")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains(" [calculate_pi] ") && l.as_bytes()[0].is_ascii_digit()),
+        "{}",
+        out.stderr
+    );
+    assert_redacted_snapshot!("run_healthtech_summary", out.stdout);
+    assert_redacted_snapshot!(
+        "run_healthtech_report",
+        serde_json::to_string_pretty(&report).expect("json")
+    );
+}
+
+#[test]
+fn run_with_a_run_id_and_quiet_prints_nothing_and_names_the_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("r.json");
+    let out = bpg(&[
+        "run",
+        "--quiet",
+        "examples/pipelines/healthtech.yaml",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--run-id",
+        "backfill__2025-05-01",
+        "--json",
+        report_path.to_str().expect("utf-8 temp path"),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr, "");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["run_id"], "backfill__2025-05-01");
+}
+
+#[test]
+fn run_with_a_failing_task_exits_1_and_reports_upstream_failed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("r.json");
+    let out = bpg(&[
+        "run",
+        "bpg-cli/tests/data/failing.yaml",
+        "--connections",
+        "bpg-cli/tests/data/sim.yaml",
+        "--json",
+        report_path.to_str().expect("utf-8 temp path"),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert!(
+        out.stderr
+            .contains("extract try 1 failed, retrying in 100ms"),
+        "{}",
+        out.stderr
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_redacted_snapshot!("run_failing_summary", out.stdout);
+    assert_redacted_snapshot!(
+        "run_failing_report",
+        serde_json::to_string_pretty(&report).expect("json")
+    );
+}
+
+#[test]
+fn run_a_cyclic_pipeline_exits_1_naming_the_cycle() {
+    let out = bpg(&["run", "bpg-cli/tests/data/cyclic.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    insta::assert_snapshot!("run_cyclic", out.transcript());
+}
+
+#[test]
+fn run_with_an_unknown_connection_is_a_configuration_error() {
+    let out = bpg(&[
+        "run",
+        "bpg-cli/tests/data/unknown-connection.yaml",
+        "--connections",
+        "bpg-cli/tests/data/sim.yaml",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    insta::assert_snapshot!("run_unknown_connection", out.transcript());
+}
+
+#[test]
+fn run_with_a_connection_from_the_environment() {
+    let out = bpg_with_env(
+        &["run", "--quiet", "examples/pipelines/healthtech.yaml"],
+        &[("BPG_CONN_BPG_CONNECTION", "sim://?duration=50ms")],
+    );
+    assert_eq!(out.code, 0, "{}", out.transcript());
+}
+
+#[test]
+fn run_with_state_says_the_durable_store_is_missing() {
+    let out = bpg(&[
+        "run",
+        "examples/pipelines/healthtech.yaml",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--state",
+        "runs.db",
+        "--run-id",
+        "r1",
+        "--resume",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    insta::assert_snapshot!("run_state_missing", out.transcript());
+}
+
+#[test]
+fn run_resume_without_state_is_a_usage_error() {
+    let out = bpg(&["run", "examples/pipelines/healthtech.yaml", "--resume"]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(out.stderr.contains("--state"), "{}", out.stderr);
+}
+
+#[test]
+fn graph_mermaid_and_dot() {
+    let mermaid = bpg(&["graph", "examples/pipelines/healthtech.yaml"]);
+    assert_eq!(mermaid.code, 0, "{}", mermaid.transcript());
+    insta::assert_snapshot!("graph_mermaid", mermaid.stdout);
+    let dot = bpg(&[
+        "graph",
+        "--format",
+        "dot",
+        "examples/pipelines/healthtech.yaml",
+    ]);
+    assert_eq!(dot.code, 0, "{}", dot.transcript());
+    insta::assert_snapshot!("graph_dot", dot.stdout);
+}
+
+#[test]
+fn graph_of_a_cyclic_pipeline_exits_1() {
+    let out = bpg(&["graph", "bpg-cli/tests/data/cyclic.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert!(
+        out.stderr.contains("dependency cycle: a -> b -> c -> a"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn graph_with_an_unknown_format_is_a_usage_error() {
+    let out = bpg(&[
+        "graph",
+        "--format",
+        "png",
+        "examples/pipelines/healthtech.yaml",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+}
