@@ -508,3 +508,37 @@ async fn built_from_a_kubeconfig_context_and_namespace() {
         "{debug}"
     );
 }
+
+#[tokio::test]
+async fn credentials_stay_out_of_debug_and_errors() {
+    let server = MockApiServer::start().await;
+    let mut config = server.config();
+    config.auth_info.token = Some("sekrit-bearer-token".to_owned().into());
+    let backend = SparkKubernetesBackend::from_config(config).unwrap();
+    assert!(!format!("{backend:?}").contains("sekrit"));
+    server.fail_next(1, 401);
+    let err = backend.status(&"spark-jobs/pi".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+    assert!(!err.to_string().contains("sekrit") && !format!("{err:?}").contains("sekrit"));
+    // The token did go to the server, as a bearer token.
+    let requests = server.received_requests().await;
+    let auth = requests[0].headers.get("authorization").unwrap();
+    assert_eq!(auth.to_str().unwrap(), "Bearer sekrit-bearer-token");
+}
+
+#[test]
+fn in_cluster_outside_a_pod_is_a_configuration_error() {
+    match SparkKubernetesBackend::in_cluster() {
+        Ok(backend) => assert!(
+            std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            "in-cluster config without a pod environment: {backend:?}"
+        ),
+        Err(err) => {
+            assert!(matches!(err, Error::Config { .. }), "{err}");
+            assert!(
+                err.to_string().contains("not running in a Kubernetes pod"),
+                "{err}"
+            );
+        }
+    }
+}
