@@ -106,7 +106,8 @@ impl RulesConfig {
                     name: q.name,
                     users: q.users,
                     max_executor_instances: Some(
-                        q.max_executor_instances.unwrap_or(BPG_DEFAULT_MAX_EXECUTORS),
+                        q.max_executor_instances
+                            .unwrap_or(BPG_DEFAULT_MAX_EXECUTORS),
                     ),
                 })
                 .collect(),

@@ -128,7 +128,11 @@ pub struct RuleConfig {
     /// Name shown in errors and explanations.
     pub name: String,
     /// Condition; empty matches every job.
-    #[serde(rename = "match", default, skip_serializing_if = "MatchConfig::is_empty")]
+    #[serde(
+        rename = "match",
+        default,
+        skip_serializing_if = "MatchConfig::is_empty"
+    )]
     pub matches: MatchConfig,
     /// Where matching jobs go (exactly one of `route` and `deny`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,8 +171,7 @@ impl MatchConfig {
 
     /// Requires a label value.
     pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels
-            .insert(key.into(), ValueSet(vec![value.into()]));
+        self.labels.insert(key.into(), ValueSet(vec![value.into()]));
         self
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use bpg_core::MemoryQuantity;
 use serde::Serialize;
 
 use crate::config::Strategy;
@@ -53,8 +54,8 @@ pub struct Explanation {
     pub spark_version: String,
     /// Total cores requested.
     pub cores: u64,
-    /// Total heap requested, in Spark notation.
-    pub memory: String,
+    /// Total heap requested (serialized in Spark notation, e.g. `3g`).
+    pub memory: MemoryQuantity,
     /// Executors requested.
     pub executors: u64,
     /// Rules whose condition holds, in order; the first one (or the default route) was applied.
@@ -175,7 +176,9 @@ pub enum Outcome {
         /// The chosen cluster.
         cluster: String,
         /// How the strategy chose it.
-        detail: String,
+        pick: Pick,
+        /// Whether it came from the route's fallback list.
+        from_fallback: bool,
     },
     /// A rule refused the job.
     Denied {
@@ -202,16 +205,78 @@ pub enum Outcome {
     },
 }
 
+/// How a strategy chose among the eligible targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
+pub enum Pick {
+    /// A weighted draw.
+    WeightedRandom {
+        /// The chosen target's weight.
+        weight: u32,
+        /// Sum of the eligible targets' weights.
+        total_weight: u64,
+    },
+    /// The next target in turn.
+    RoundRobin {
+        /// How many jobs the route had placed before.
+        turn: u64,
+        /// Position of the chosen target in the route's list.
+        position: usize,
+        /// Length of the list.
+        of: usize,
+    },
+    /// The eligible target with the fewest jobs in flight per unit of weight.
+    LeastLoaded {
+        /// Its jobs in flight.
+        in_flight: u32,
+        /// Its weight.
+        weight: u32,
+    },
+}
+
+impl fmt::Display for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pick::WeightedRandom {
+                weight,
+                total_weight,
+            } => write!(
+                f,
+                "weighted random: weight {weight} of {total_weight} eligible"
+            ),
+            Pick::RoundRobin { turn, position, of } => {
+                write!(f, "round robin: turn {turn}, position {position} of {of}")
+            }
+            Pick::LeastLoaded { in_flight, weight } => {
+                write!(f, "least loaded: {in_flight} in flight at weight {weight}")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Routed { cluster, detail } => write!(f, "routed to {cluster} ({detail})"),
+            Outcome::Routed {
+                cluster,
+                pick,
+                from_fallback,
+            } => {
+                write!(f, "routed to {cluster} ({pick}")?;
+                if *from_fallback {
+                    f.write_str(", from the fallback list")?;
+                }
+                f.write_str(")")
+            }
             Outcome::Denied { rule, reason } => write!(f, "denied by rule {rule}: {reason}"),
             Outcome::NoMatchingRule => {
                 f.write_str("no rule matches the job and the rules have no default route")
             }
             Outcome::NoEligibleCluster { rule } => {
-                write!(f, "rule {rule} applies but none of its clusters can take the job")
+                write!(
+                    f,
+                    "rule {rule} applies but none of its clusters can take the job"
+                )
             }
             Outcome::QueueLimit {
                 queue,

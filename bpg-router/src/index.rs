@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::hash::FnvHashMap;
 use crate::matching::{Condition, JobFacts};
 
 /// A fixed-size set of rule positions.
@@ -55,7 +56,7 @@ impl RuleSet {
 struct ValueIndex {
     /// Rules that do not test this dimension (they accept anything, including absence).
     untested: RuleSet,
-    by_value: HashMap<String, RuleSet>,
+    by_value: FnvHashMap<String, RuleSet>,
 }
 
 impl ValueIndex {

@@ -71,6 +71,7 @@
 mod bpg;
 mod config;
 mod explain;
+mod hash;
 mod index;
 mod matching;
 mod region;
@@ -83,7 +84,8 @@ pub use config::{
     RuleConfig, RulesConfig, Strategy, TargetConfig, ValueSet,
 };
 pub use explain::{
-    Candidate, ConstraintCheck, Decision, Exclusion, Explanation, Outcome, RouteError, RuleMatch,
+    Candidate, ConstraintCheck, Decision, Exclusion, Explanation, Outcome, Pick, RouteError,
+    RuleMatch,
 };
 pub use matching::QueueSource;
 pub use rules::RoutingRules;

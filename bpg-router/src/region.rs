@@ -45,7 +45,9 @@ impl CatSet {
 
     fn intersect(&self, other: &CatSet) -> CatSet {
         match (self, other) {
-            (CatSet::Only(a), CatSet::Only(b)) => CatSet::Only(a.intersection(b).cloned().collect()),
+            (CatSet::Only(a), CatSet::Only(b)) => {
+                CatSet::Only(a.intersection(b).cloned().collect())
+            }
             (CatSet::Only(a), CatSet::AllExcept(b)) | (CatSet::AllExcept(b), CatSet::Only(a)) => {
                 CatSet::Only(a.difference(b).cloned().collect())
             }
@@ -398,12 +400,14 @@ mod tests {
 
     #[test]
     fn ranges_split_and_complement() {
-        let mut m = MatchConfig::default();
-        m.resources = Some(crate::config::ResourceMatch {
-            min_cores: Some(10),
-            max_cores: Some(20),
-            ..Default::default()
-        });
+        let m = MatchConfig {
+            resources: Some(crate::config::ResourceMatch {
+                min_cores: Some(10),
+                max_cores: Some(20),
+                ..Default::default()
+            }),
+            ..MatchConfig::default()
+        };
         let left = reachable(Region::any(), &[&rs(m)]);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].cores.0, vec![(0, 9), (21, u64::MAX)]);

@@ -1,7 +1,6 @@
 //! Compiled, validated rules and the routing decision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +9,8 @@ use rand::Rng;
 
 use crate::config::{MatchConfig, RouteConfig, RulesConfig, Strategy, TargetConfig, ValueSet};
 use crate::explain::{
-    Candidate, ConstraintCheck, Decision, Exclusion, Explanation, Outcome, RouteError, RuleMatch,
+    Candidate, ConstraintCheck, Decision, Exclusion, Explanation, Outcome, Pick, RouteError,
+    RuleMatch,
 };
 use crate::index::RuleIndex;
 use crate::matching::{Condition, JobFacts, QueueSource, normalize_queue};
@@ -188,18 +188,27 @@ impl Loader<'_> {
         Condition::new(m)
     }
 
-    fn targets(&mut self, field: &str, list: &[TargetConfig], seen: &mut HashSet<usize>) -> Vec<Target> {
+    fn targets(
+        &mut self,
+        field: &str,
+        list: &[TargetConfig],
+        seen: &mut HashSet<usize>,
+    ) -> Vec<Target> {
         let mut out = Vec::new();
         for (j, t) in list.iter().enumerate() {
             let at = format!("{field}[{j}]");
             match self.cluster_ids.get(&t.cluster) {
                 None => self.err(
                     &at,
-                    format!("unknown cluster {:?}: expected one of the ids under clusters", t.cluster),
+                    format!(
+                        "unknown cluster {:?}: expected one of the ids under clusters",
+                        t.cluster
+                    ),
                 ),
-                Some(&c) if !seen.insert(c) => {
-                    self.err(&at, format!("cluster {:?} is listed twice in this route", t.cluster))
-                }
+                Some(&c) if !seen.insert(c) => self.err(
+                    &at,
+                    format!("cluster {:?} is listed twice in this route", t.cluster),
+                ),
                 Some(&c) => out.push(Target {
                     cluster: c,
                     weight: t.weight.unwrap_or(self.config.clusters[c].weight),
@@ -211,7 +220,10 @@ impl Loader<'_> {
 
     fn route(&mut self, field: &str, r: &RouteConfig) -> Route {
         if r.clusters.is_empty() {
-            self.err(&format!("{field}.clusters"), "expected at least one cluster");
+            self.err(
+                &format!("{field}.clusters"),
+                "expected at least one cluster",
+            );
         }
         let mut seen = HashSet::new();
         let targets = self.targets(&format!("{field}.clusters"), &r.clusters, &mut seen);
@@ -291,7 +303,10 @@ impl RoutingRules {
                     ),
                 );
             } else if l.cluster_ids.insert(c.id.clone(), i).is_some() {
-                l.err(&format!("{at}.id"), format!("duplicate cluster id {:?}", c.id));
+                l.err(
+                    &format!("{at}.id"),
+                    format!("duplicate cluster id {:?}", c.id),
+                );
             }
             if c.connection.trim().is_empty() {
                 l.err(&format!("{at}.connection"), "expected a connection name");
@@ -348,7 +363,10 @@ impl RoutingRules {
             if c.name.trim().is_empty() {
                 l.err(&format!("{at}.name"), "expected a name");
             } else if !names.insert(c.name.clone()) {
-                l.err(&format!("{at}.name"), format!("duplicate constraint {:?}", c.name));
+                l.err(
+                    &format!("{at}.name"),
+                    format!("duplicate constraint {:?}", c.name),
+                );
             }
             if c.require_tags.is_empty() {
                 l.err(&format!("{at}.require_tags"), "expected at least one tag");
@@ -387,9 +405,15 @@ impl RoutingRules {
             if r.name.trim().is_empty() {
                 l.err(&format!("{at}.name"), "expected a name");
             } else if r.name == "default" {
-                l.err(&format!("{at}.name"), "\"default\" names the default route; pick another name");
+                l.err(
+                    &format!("{at}.name"),
+                    "\"default\" names the default route; pick another name",
+                );
             } else if !names.insert(r.name.clone()) {
-                l.err(&format!("{at}.name"), format!("duplicate rule {:?}", r.name));
+                l.err(
+                    &format!("{at}.name"),
+                    format!("duplicate rule {:?}", r.name),
+                );
             }
             let condition = l.condition(&format!("{at}.match"), &r.matches);
             let action = match (&r.route, &r.deny) {
@@ -419,7 +443,14 @@ impl RoutingRules {
             return Err(diags);
         }
         if check_leaks {
-            check_isolation(&constraints, &rules, default.as_ref(), &clusters, map, &mut diags);
+            check_isolation(
+                &constraints,
+                &rules,
+                default.as_ref(),
+                &clusters,
+                map,
+                &mut diags,
+            );
             if diags.has_errors() {
                 return Err(diags);
             }
@@ -427,7 +458,9 @@ impl RoutingRules {
 
         let conditions: Vec<&Condition> = rules.iter().map(|r| &r.condition).collect();
         let index = RuleIndex::new(&conditions);
-        let round_robin = (0..2 * (rules.len() + 1)).map(|_| AtomicU64::new(0)).collect();
+        let round_robin = (0..2 * (rules.len() + 1))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         let cluster_ids = config
             .clusters
             .iter()
@@ -475,11 +508,12 @@ fn check_isolation(
             })
             .chain(default.map(|d| (None, d)));
         for (k, route) in routes {
-            let bad: Vec<(&str, usize, &Target)> = [("clusters", &route.targets), ("fallback", &route.fallback)]
-                .into_iter()
-                .flat_map(|(list, ts)| ts.iter().enumerate().map(move |(j, t)| (list, j, t)))
-                .filter(|(_, _, t)| c.missing[t.cluster].is_some())
-                .collect();
+            let bad: Vec<(&str, usize, &Target)> =
+                [("clusters", &route.targets), ("fallback", &route.fallback)]
+                    .into_iter()
+                    .flat_map(|(list, ts)| ts.iter().enumerate().map(move |(j, t)| (list, j, t)))
+                    .filter(|(_, _, t)| c.missing[t.cluster].is_some())
+                    .collect();
             if bad.is_empty() {
                 continue;
             }
@@ -571,7 +605,7 @@ impl RoutingRules {
             user: user.map(str::to_owned),
             spark_version: job.spark_version.clone(),
             cores: facts.cores,
-            memory: MemoryQuantity::from_bytes(facts.memory).to_spark_string(),
+            memory: MemoryQuantity::from_bytes(facts.memory),
             executors: facts.executors,
             matched_rules,
             constraints: applicable
@@ -642,7 +676,7 @@ impl RoutingRules {
             rng,
             &mut explanation.candidates,
         );
-        let Some((cluster, detail)) = pick else {
+        let Some((cluster, pick, from_fallback)) = pick else {
             let outcome = Outcome::NoEligibleCluster {
                 rule: rule_name.to_owned(),
             };
@@ -651,7 +685,8 @@ impl RoutingRules {
         let c = &self.clusters[cluster];
         explanation.outcome = Outcome::Routed {
             cluster: c.id.clone(),
-            detail,
+            pick,
+            from_fallback,
         };
         Ok(Decision {
             cluster: c.id.clone(),
@@ -722,9 +757,11 @@ impl RoutingRules {
         view: &ClusterView,
         rng: &mut R,
         candidates: &mut Vec<Candidate>,
-    ) -> Option<(usize, String)> {
-        for (list, fallback, rr) in [(&route.targets, false, 2 * slot), (&route.fallback, true, 2 * slot + 1)] {
-            let start = candidates.len();
+    ) -> Option<(usize, Pick, bool)> {
+        for (list, fallback, rr) in [
+            (&route.targets, false, 2 * slot),
+            (&route.fallback, true, 2 * slot + 1),
+        ] {
             let mut eligible: Vec<(usize, &Target, u32)> = Vec::new();
             for (pos, t) in list.iter().enumerate() {
                 let load = view.get(&self.clusters[t.cluster].id);
@@ -744,8 +781,7 @@ impl RoutingRules {
             if eligible.is_empty() {
                 continue;
             }
-            let mut detail = String::new();
-            let chosen = match route.strategy {
+            let (chosen, pick) = match route.strategy {
                 Strategy::WeightedRandom => {
                     let total: u64 = eligible.iter().map(|(_, t, _)| u64::from(t.weight)).sum();
                     let mut draw = rng.random_range(0..total);
@@ -757,12 +793,11 @@ impl RoutingRules {
                         }
                         draw -= u64::from(t.weight);
                     }
-                    let _ = write!(
-                        detail,
-                        "weighted random: weight {} of {total} eligible",
-                        chosen.weight
-                    );
-                    chosen
+                    let pick = Pick::WeightedRandom {
+                        weight: chosen.weight,
+                        total_weight: total,
+                    };
+                    (chosen, pick)
                 }
                 Strategy::RoundRobin => {
                     let turn = self.round_robin[rr].fetch_add(1, Ordering::Relaxed);
@@ -774,8 +809,12 @@ impl RoutingRules {
                         .iter()
                         .find(|(p, _, _)| *p >= from)
                         .unwrap_or(&eligible[0]);
-                    let _ = write!(detail, "round robin: turn {turn}, position {pos} of {n}");
-                    t
+                    let pick = Pick::RoundRobin {
+                        turn,
+                        position: *pos,
+                        of: list.len(),
+                    };
+                    (*t, pick)
                 }
                 Strategy::LeastLoaded => {
                     // Lowest in-flight per unit of weight; the first listed wins ties. Compared as
@@ -789,19 +828,14 @@ impl RoutingRules {
                             if lhs < rhs { cur } else { best }
                         })
                         .unwrap_or(eligible[0]);
-                    let _ = write!(
-                        detail,
-                        "least loaded: {n} in flight at weight {}",
-                        t.weight
-                    );
-                    t
+                    let pick = Pick::LeastLoaded {
+                        in_flight: n,
+                        weight: t.weight,
+                    };
+                    (t, pick)
                 }
             };
-            if fallback {
-                detail.push_str(", from the fallback list");
-            }
-            debug_assert!(candidates[start..].iter().any(|c| c.excluded.is_none()));
-            return Some((chosen.cluster, detail));
+            return Some((chosen.cluster, pick, fallback));
         }
         None
     }
@@ -838,7 +872,10 @@ mod tests {
             constraints: vec![ConstraintConfig {
                 name: "phi-isolation".into(),
                 when: MatchConfig::default().with_label("dc", "phi"),
-                require_tags: BTreeMap::from([("phi-compliant".into(), ValueSet(vec!["true".into()]))]),
+                require_tags: BTreeMap::from([(
+                    "phi-compliant".into(),
+                    ValueSet(vec!["true".into()]),
+                )]),
             }],
             rules: vec![crate::RuleConfig {
                 name: "only-spot".into(),
@@ -855,7 +892,10 @@ mod tests {
         let view = ClusterView::new();
         let phi = SparkJob::new("p", AppType::Scala, "3.5", "x.jar").with_label("dc", "phi");
         for _ in 0..100 {
-            assert_eq!(rules.route(&phi, &view, &mut rng).unwrap().cluster, "phi-east");
+            assert_eq!(
+                rules.route(&phi, &view, &mut rng).unwrap().cluster,
+                "phi-east"
+            );
         }
         let err = rules
             .route(&phi.clone().with_label("team", "web"), &view, &mut rng)

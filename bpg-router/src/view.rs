@@ -1,8 +1,8 @@
 //! The caller's snapshot of cluster load, passed into every decision.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
+
+use crate::hash::FnvHashMap;
 
 /// Load of one cluster at the time of a decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ impl ClusterLoad {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ClusterView {
-    clusters: HashMap<String, ClusterLoad>,
+    clusters: FnvHashMap<String, ClusterLoad>,
 }
 
 impl ClusterView {

@@ -43,8 +43,13 @@ impl SourceMap {
     fn put<T>(&mut self, field: String, s: &Spanned<T>) {
         let (line, col) = (s.referenced.line(), s.referenced.column());
         if line > 0 {
-            self.positions
-                .insert(field, (usize::try_from(line).unwrap_or(0), usize::try_from(col).unwrap_or(0)));
+            self.positions.insert(
+                field,
+                (
+                    usize::try_from(line).unwrap_or(0),
+                    usize::try_from(col).unwrap_or(0),
+                ),
+            );
         }
     }
 }
@@ -120,7 +125,10 @@ impl SourceMap {
 
 /// Parses YAML into `T`, turning a parse error into a diagnostic with file, line, column and the key
 /// on the offending line as the field.
-pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>) -> Result<T, Diagnostics> {
+pub(crate) fn parse<T: DeserializeOwned>(
+    text: &str,
+    file: Option<&Path>,
+) -> Result<T, Diagnostics> {
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let located = e.location().filter(|l| l.line() > 0);
         let message = strip_location(&e.without_snippet().to_string());
@@ -144,7 +152,10 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>) -> Res
 /// serde-saphyr prefixes messages with `error: line L column C: `; the diagnostic carries those.
 fn strip_location(message: &str) -> String {
     let m = message.strip_prefix("error: ").unwrap_or(message);
-    let m = match m.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+    let m = match m
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
         Some((_, rest)) => rest,
         None => m,
     };

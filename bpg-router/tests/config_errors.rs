@@ -25,14 +25,21 @@ clusters:
 
 #[test]
 fn unknown_fields_are_errors_with_line_and_field() {
-    let yaml = format!("{CLUSTERS}rules:\n  - name: r\n    route: {{clusters: [spot-1]}}\n    priority: 3\n");
+    let yaml = format!(
+        "{CLUSTERS}rules:\n  - name: r\n    route: {{clusters: [spot-1]}}\n    priority: 3\n"
+    );
     assert_eq!(
         errors(&yaml),
-        ["rules.yaml:12:5: error: priority: unknown field `priority`, expected one of name, match, route, deny"]
+        [
+            "rules.yaml:12:5: error: priority: unknown field `priority`, expected one of name, match, route, deny"
+        ]
     );
     let yaml = "clusters:\n  - id: a\n    conection: x\n";
     let e = errors(yaml);
-    assert!(e[0].starts_with("rules.yaml:3:5: error: conection: unknown field `conection`"), "{e:?}");
+    assert!(
+        e[0].starts_with("rules.yaml:3:5: error: conection: unknown field `conection`"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -40,7 +47,10 @@ fn wrong_types_name_the_field() {
     let yaml = "clusters:\n  - id: a\n    connection: x\n    weight: heavy\n";
     let e = errors(yaml);
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("rules.yaml:4:13: error: weight: "), "{e:?}");
+    assert!(
+        e[0].starts_with("rules.yaml:4:13: error: weight: "),
+        "{e:?}"
+    );
     let yaml = "clusters:\n  - id: a\n    connection: x\nrules:\n  - name: r\n    match: {resources: {min_memory: lots}}\n    deny: no\n";
     let e = errors(yaml);
     assert!(e[0].starts_with("rules.yaml:6:"), "{e:?}");
@@ -95,7 +105,9 @@ default: {{clusters: [phi-east]}}
     // A PHI job in queue "billing" passes the first rule and reaches spot-1 through the fallback.
     assert_eq!(
         errors(&yaml),
-        ["rules.yaml:21:18: error: rules[1].route.fallback[0]: rule \"batch\" can send jobs covered by constraint \"phi-isolation\" (label data-classification=phi, queue=billing) to cluster \"spot-1\", which lacks phi-compliant=true"]
+        [
+            "rules.yaml:21:18: error: rules[1].route.fallback[0]: rule \"batch\" can send jobs covered by constraint \"phi-isolation\" (label data-classification=phi, queue=billing) to cluster \"spot-1\", which lacks phi-compliant=true"
+        ]
     );
 }
 
@@ -115,7 +127,9 @@ default: {{clusters: [spot-1]}}
     );
     assert_eq!(
         errors(&yaml),
-        ["rules.yaml:17:22: error: default.clusters[0]: the default route can send jobs covered by constraint \"phi-isolation\" (label data-classification=pii) to cluster \"spot-1\", which lacks phi-compliant=true"]
+        [
+            "rules.yaml:17:22: error: default.clusters[0]: the default route can send jobs covered by constraint \"phi-isolation\" (label data-classification=pii) to cluster \"spot-1\", which lacks phi-compliant=true"
+        ]
     );
 }
 
@@ -145,7 +159,11 @@ default: {{clusters: [spot-1]}}
 #[test]
 fn unreadable_files_name_the_file() {
     let e = RoutingRules::from_file("/nonexistent/rules.yaml").unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/rules.yaml: error: cannot read rules file"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/rules.yaml: error: cannot read rules file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -89,7 +89,11 @@ fn route(n: usize) -> impl Strategy<Value = RouteConfig> {
                 .iter()
                 .map(|i| TargetConfig::new(format!("c-{i}")))
                 .collect();
-            let cut = if split && targets.len() > 1 { 1 } else { targets.len() };
+            let cut = if split && targets.len() > 1 {
+                1
+            } else {
+                targets.len()
+            };
             RouteConfig {
                 strategy,
                 clusters: targets[..cut].to_vec(),
@@ -163,7 +167,9 @@ struct JobSpec {
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {
     (
-        proptest::option::of(proptest::sample::select(vec!["phi", "pii", "public", "other"])),
+        proptest::option::of(proptest::sample::select(vec![
+            "phi", "pii", "public", "other",
+        ])),
         proptest::option::of(proptest::sample::select(QUEUES.to_vec())),
         proptest::option::of(proptest::sample::select(USERS.to_vec())),
         proptest::sample::select(VERSIONS.to_vec()),
@@ -197,7 +203,9 @@ fn holds(m: &MatchConfig, job: &SparkJob, user: Option<&str>) -> bool {
     listed(&m.queues, job.queue.as_deref())
         && listed(&m.users, user)
         && listed(&m.spark_versions, Some(&job.spark_version))
-        && m.labels.iter().all(|(k, v)| job.label(k).is_some_and(|x| v.contains(x)))
+        && m.labels
+            .iter()
+            .all(|(k, v)| job.label(k).is_some_and(|x| v.contains(x)))
         && m.resources.as_ref().is_none_or(|r| {
             r.min_cores.is_none_or(|lo| cores >= lo) && r.max_cores.is_none_or(|hi| cores <= hi)
         })
@@ -218,7 +226,14 @@ fn complies(config: &RulesConfig, cluster: &str, job: &SparkJob, user: Option<&s
 fn view_from(config: &RulesConfig, loads: &[(u32, u32, bool)]) -> ClusterView {
     let mut view = ClusterView::new();
     for (c, &(running, pending, full)) in config.clusters.iter().zip(loads) {
-        view.set(c.id.clone(), ClusterLoad { running, pending, full });
+        view.set(
+            c.id.clone(),
+            ClusterLoad {
+                running,
+                pending,
+                full,
+            },
+        );
     }
     view
 }

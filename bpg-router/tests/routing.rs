@@ -4,8 +4,8 @@ use std::path::Path;
 
 use bpg_core::{AppType, Error, SparkJob};
 use bpg_router::{
-    ClusterLoad, ClusterView, Exclusion, Outcome, QueueSource, RouteError, RoutingRules, RulesConfig,
-    Strategy,
+    ClusterLoad, ClusterView, Exclusion, Outcome, QueueSource, RouteError, RoutingRules,
+    RulesConfig, Strategy,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -49,7 +49,12 @@ fn decisions_are_deterministic_under_a_seeded_rng() {
     let picks = |seed| {
         let mut rng = StdRng::seed_from_u64(seed);
         (0..50)
-            .map(|_| rules.route(&phi("claims"), &view, &mut rng).unwrap().cluster)
+            .map(|_| {
+                rules
+                    .route(&phi("claims"), &view, &mut rng)
+                    .unwrap()
+                    .cluster
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(picks(42), picks(42));
@@ -84,7 +89,10 @@ fn no_capacity_left_is_a_temporary_error() {
     let err = rules
         .route(&phi("claims"), &view, &mut StdRng::seed_from_u64(0))
         .unwrap_err();
-    assert!(matches!(err.explanation.outcome, Outcome::NoEligibleCluster { .. }));
+    assert!(matches!(
+        err.explanation.outcome,
+        Outcome::NoEligibleCluster { .. }
+    ));
     assert!(err.is_temporary());
     insta::assert_snapshot!("phi_no_capacity", err.explanation.to_string());
     assert!(matches!(Error::from(err), Error::Unavailable { .. }));
@@ -108,8 +116,12 @@ fn a_spark_version_no_compliant_cluster_runs_is_denied_not_leaked() {
     assert_eq!(
         exclusions,
         vec![
-            Some(Exclusion::SparkVersion { version: "3.3".into() }),
-            Some(Exclusion::SparkVersion { version: "3.3".into() })
+            Some(Exclusion::SparkVersion {
+                version: "3.3".into()
+            }),
+            Some(Exclusion::SparkVersion {
+                version: "3.3".into()
+            })
         ]
     );
     assert!(matches!(Error::from(err), Error::Denied { .. }));
@@ -132,7 +144,12 @@ fn deny_rules_refuse_with_their_reason() {
         }
     );
     // The phi rule matches too, but comes later.
-    let names: Vec<_> = err.explanation.matched_rules.iter().map(|r| (r.name.as_str(), r.applied)).collect();
+    let names: Vec<_> = err
+        .explanation
+        .matched_rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.applied))
+        .collect();
     assert_eq!(names, vec![("oversized", true), ("phi", false)]);
     insta::assert_snapshot!("denied_oversized", err.explanation.to_string());
     match Error::from(err) {
@@ -183,7 +200,9 @@ rules:
     let mut view = ClusterView::new();
     let picks: Vec<_> = (0..4)
         .map(|_| {
-            let d = rules.route_for_user(&job("nb"), Some("ana"), &view, &mut rng).unwrap();
+            let d = rules
+                .route_for_user(&job("nb"), Some("ana"), &view, &mut rng)
+                .unwrap();
             assert_eq!(d.explanation.queue_source, QueueSource::User);
             assert_eq!(d.queue.as_deref(), Some("science"));
             d.cluster
@@ -192,7 +211,9 @@ rules:
     assert_eq!(picks, ["a", "b", "c-3", "a"]);
     // An excluded target passes its turn to the next one.
     view.set("b", ClusterLoad::full());
-    let d = rules.route_for_user(&job("nb"), Some("ana"), &view, &mut rng).unwrap();
+    let d = rules
+        .route_for_user(&job("nb"), Some("ana"), &view, &mut rng)
+        .unwrap();
     assert_eq!(d.cluster, "c-3");
     // Unknown user and no default route: nothing matches.
     let err = rules.route(&job("nb"), &view, &mut rng).unwrap_err();
@@ -205,7 +226,9 @@ fn queue_limits_and_route_queue_overrides() {
     let mut rng = StdRng::seed_from_u64(0);
     let mut wide = job("wide").with_queue("adhoc");
     wide.executor.instances = Some(21);
-    let err = rules.route(&wide, &ClusterView::new(), &mut rng).unwrap_err();
+    let err = rules
+        .route(&wide, &ClusterView::new(), &mut rng)
+        .unwrap_err();
     assert_eq!(
         err.explanation.outcome,
         Outcome::QueueLimit {
@@ -217,7 +240,10 @@ fn queue_limits_and_route_queue_overrides() {
     let d = rules
         .route_for_user(&job("nb"), Some("BO"), &ClusterView::new(), &mut rng)
         .unwrap();
-    assert_eq!((d.rule.as_str(), d.cluster.as_str()), ("science", "experiments"));
+    assert_eq!(
+        (d.rule.as_str(), d.cluster.as_str()),
+        ("science", "experiments")
+    );
     assert_eq!(d.queue.as_deref(), Some("science"));
     insta::assert_snapshot!("science_round_robin", d.explanation.to_string());
 }
@@ -227,7 +253,11 @@ fn decisions_serialize_for_scripts() {
     let rules = rules();
     let view = ClusterView::new().with("spot-1", ClusterLoad::new(1, 0));
     let d = rules
-        .route(&job("web").with_queue("adhoc"), &view, &mut StdRng::seed_from_u64(3))
+        .route(
+            &job("web").with_queue("adhoc"),
+            &view,
+            &mut StdRng::seed_from_u64(3),
+        )
         .unwrap();
     insta::assert_json_snapshot!("default_route_json", d);
 }
@@ -272,21 +302,34 @@ fn imported_bpg_config_routes_like_bpg() {
         assert_eq!(d.namespace.as_deref(), Some("spark-applications"));
         second += usize::from(d.cluster == "cluster-id-2");
     }
-    assert!((360..=440).contains(&second), "cluster-id-2 got {second} of 600");
+    assert!(
+        (360..=440).contains(&second),
+        "cluster-id-2 got {second} of 600"
+    );
     // A job without a queue lands in poc, which only cluster-id-1 serves.
     let mut j = job("j");
     j.spark_version = "3.1".into();
     let d = rules.route(&j, &view, &mut rng).unwrap();
-    assert_eq!((d.cluster.as_str(), d.queue.as_deref()), ("cluster-id-1", Some("poc")));
+    assert_eq!(
+        (d.cluster.as_str(), d.queue.as_deref()),
+        ("cluster-id-1", Some("poc"))
+    );
     // Versions are matched exactly, as BPG does.
     j.spark_version = "3.10".into();
     let err = rules.route(&j, &view, &mut rng).unwrap_err();
-    assert!(err.explanation.candidates.iter().all(|c| c.excluded == Some(Exclusion::SparkVersion { version: "3.10".into() })));
+    assert!(err.explanation.candidates.iter().all(|c| c.excluded
+        == Some(Exclusion::SparkVersion {
+            version: "3.10".into()
+        })));
     // BPG's default maxExecutorInstances is 5000 (checked against the full queue name).
     let mut wide = vip.clone().with_queue("vip");
     wide.executor.instances = Some(5001);
     assert!(matches!(
-        rules.route(&wide, &view, &mut rng).unwrap_err().explanation.outcome,
+        rules
+            .route(&wide, &view, &mut rng)
+            .unwrap_err()
+            .explanation
+            .outcome,
         Outcome::QueueLimit { max: 5000, .. }
     ));
 }
