@@ -14,6 +14,13 @@ pub const UUID_HEX_LEN: usize = 32;
 
 /// A parsed submission id: `<cluster>-<uuid hex>[-<suffix>]`.
 ///
+/// BPG issues `<clusterId>-<32 lowercase hex>[-<submissionIdSuffix>]` and recovers the cluster as
+/// everything before the first `-`, which breaks for cluster ids such as `spark-cluster-a`. Here
+/// the 32-hex segment is the separator: the cluster is everything before the first `-`-delimited
+/// segment of exactly 32 lowercase hex digits, the suffix everything after it. The wire format is
+/// unchanged (ids stay valid for upstream BPG); the one rule is that a cluster id must not itself
+/// contain a 32-hex segment, which [`validate_cluster_id`] checks.
+///
 /// ```
 /// use bpg_client::SubmissionId;
 /// let id = SubmissionId::parse("spark-cluster-a-9a2e2598d1ee4ff4b33ee7ebcdb63a6c-daily-pi-1").unwrap();

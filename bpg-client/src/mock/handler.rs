@@ -804,7 +804,12 @@ impl State {
         if !out.ends_with('\n') {
             out.push('\n');
         }
-        let stamp = |at: Duration| self.wall_ms(at).to_string();
+        // Events print Kubernetes' RFC 3339 `lastTimestamp`.
+        let stamp = |at: Duration| {
+            chrono::DateTime::from_timestamp_millis(self.wall_ms(at))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
         out.push_str("--- Spark Application Events ---\n");
         out.push_str(&format!(
             "{} SparkApplicationAdded SparkApplication {} was added, enqueuing it for submission\n",

@@ -30,7 +30,8 @@
 //! every route or one [`Route`]. A dropped submit is recorded before the connection drops, so the
 //! client sees a connection error for an application that exists: the case idempotent submits
 //! must handle (find it again by its `submissionIdSuffix` with [`MockGateway::find_by_suffix`] or
-//! the client's [`find_by_suffix`](crate::BpgClient::find_by_suffix)).
+//! the client's [`find_by_suffix`](crate::BpgClient::find_by_suffix)). Like BPG, the mock never
+//! deduplicates by suffix: a second submit with the same suffix is a second application.
 //!
 //! **Journal.** Every request is recorded ([`MockGateway::journal`]) with its route, user,
 //! headers, body and the status answered, for assertions.
