@@ -39,7 +39,8 @@ impl From<bpg_core::Error> for TaskError {
 /// Values tasks of one run hand each other, keyed by (task id, key).
 #[derive(Debug, Default)]
 pub struct XComs {
-    values: Mutex<HashMap<String, HashMap<String, serde_json::Value>>>,
+    // Few keys per task: a short list beats a map per task.
+    values: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
 }
 
 impl XComs {
@@ -51,22 +52,33 @@ impl XComs {
     /// Stores `value` under (`task_id`, `key`), replacing any earlier one.
     pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .entry(task_id.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value);
+        if !values.contains_key(task_id) {
+            values.insert(task_id.to_owned(), Vec::with_capacity(3));
+        }
+        let list = values.get_mut(task_id).expect("inserted above");
+        match list.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => list.push((key.to_owned(), value)),
+        }
     }
 
     /// The value under (`task_id`, `key`).
     pub fn pull(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values.get(task_id).and_then(|m| m.get(key)).cloned()
+        values
+            .get(task_id)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Every value a task pushed.
     pub fn task_values(&self, task_id: &str) -> HashMap<String, serde_json::Value> {
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values.get(task_id).cloned().unwrap_or_default()
+        values
+            .get(task_id)
+            .map(|list| list.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

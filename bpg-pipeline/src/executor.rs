@@ -24,7 +24,9 @@ use crate::dag::{ApplicationSource, CommandLine, CommandTask, Dag, SparkTask, Ta
 use crate::events::{Event, EventSink, EventStream, RunState, TaskState};
 use crate::report::{RunReport, TaskReport};
 use crate::scheduler::{AfterAttempt, AttemptOutcome, Graph, Scheduler, TaskIndex};
-use crate::store::{InMemoryRunStore, RunKey, RunRecord, RunStore, SubmissionRecord};
+use crate::store::{
+    InMemoryRunStore, RunKey, RunRecord, RunStore, SubmissionRecord, TaskStateChange,
+};
 use crate::template::Templates;
 use crate::validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
 
@@ -386,7 +388,8 @@ impl Attempt {
             .default_args
             .execution_timeout);
         let deadline = timeout.map(|t| (Instant::now() + t, t));
-        let result = AssertUnwindSafe(self.run_kind(deadline))
+        // Boxed: the kinds' state machines are large, and this future is moved when spawned.
+        let result = AssertUnwindSafe(Box::pin(self.run_kind(deadline)))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| AttemptResult::failed("the task panicked"));
@@ -988,19 +991,27 @@ impl Executor {
             return;
         }
         let changes = std::mem::take(&mut self.changes);
-        let subscribed = self.env.events.has_subscribers();
-        for &(i, state) in &changes {
-            let try_number = self.scheduler.try_number(i);
-            let task_id = self.env.graph.id(i);
-            if let Err(e) = self
-                .env
-                .store
-                .set_task_state(&self.env.key, task_id, state, try_number)
-                .await
-            {
-                tracing::warn!(task = %task_id, error = %e, "run store refused a task state");
-            }
-            if subscribed {
+        let records: Vec<TaskStateChange<'_>> = changes
+            .iter()
+            .map(|&(i, state)| TaskStateChange {
+                task_id: self.env.graph.id(i),
+                state,
+                try_number: self.scheduler.try_number(i),
+            })
+            .collect();
+        if let Err(e) = self
+            .env
+            .store
+            .set_task_states(&self.env.key, &records)
+            .await
+        {
+            tracing::warn!(error = %e, "run store refused task states");
+        }
+        drop(records);
+        if self.env.events.has_subscribers() {
+            for &(i, state) in &changes {
+                let try_number = self.scheduler.try_number(i);
+                let task_id = self.env.graph.id(i);
                 let message = match state {
                     TaskState::Failed | TaskState::UpForRetry | TaskState::Skipped => {
                         self.messages[i].clone()

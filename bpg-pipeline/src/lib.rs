@@ -28,6 +28,7 @@ pub use executor::{CancelPolicy, Runner};
 pub use report::{RunReport, TaskReport};
 pub use store::{
     InMemoryRunStore, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord,
+    TaskStateChange,
 };
 
 pub use context::{TaskContext, TaskError, XComs};

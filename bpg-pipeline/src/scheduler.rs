@@ -747,8 +747,7 @@ mod tests {
             .unwrap();
         let mut s = scheduler(&dag);
         let mut delays = Vec::new();
-        loop {
-            let Some(i) = s.pop_ready() else { break };
+        while let Some(i) = s.pop_ready() {
             match s.attempt_finished(i, AttemptOutcome::Failed { retryable: true }) {
                 AfterAttempt::Retry { delay } => {
                     assert_eq!(s.state(i), TaskState::UpForRetry);

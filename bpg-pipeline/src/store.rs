@@ -70,6 +70,17 @@ pub struct StoredRun {
     pub xcom: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
+/// One task state change, for [`RunStore::set_task_states`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStateChange<'a> {
+    /// Task id.
+    pub task_id: &'a str,
+    /// New state.
+    pub state: TaskState,
+    /// Attempts started.
+    pub try_number: u32,
+}
+
 /// Persists run progress. Implementations must be cheap to call once per state change.
 #[async_trait]
 pub trait RunStore: Send + Sync + fmt::Debug + 'static {
@@ -90,6 +101,14 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
         task_id: &str,
         record: &SubmissionRecord,
     ) -> Result<()>;
+    /// Records several task states at once (the executor calls this once per scheduling step).
+    async fn set_task_states(&self, run: &RunKey, changes: &[TaskStateChange<'_>]) -> Result<()> {
+        for c in changes {
+            self.set_task_state(run, c.task_id, c.state, c.try_number)
+                .await?;
+        }
+        Ok(())
+    }
     /// Records an XCom value.
     async fn put_xcom(
         &self,
@@ -107,7 +126,23 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
 /// A [`RunStore`] in memory: the default, for runs that need not survive the process.
 #[derive(Debug, Default)]
 pub struct InMemoryRunStore {
-    runs: Mutex<HashMap<RunKey, StoredRun>>,
+    runs: Mutex<HashMap<RunKey, RunData>>,
+}
+
+#[derive(Debug)]
+struct RunData {
+    run: RunRecord,
+    tasks: HashMap<String, TaskRecord>,
+    xcom: HashMap<String, Vec<(String, serde_json::Value)>>,
+}
+
+impl RunData {
+    fn task(&mut self, task_id: &str) -> &mut TaskRecord {
+        if !self.tasks.contains_key(task_id) {
+            self.tasks.insert(task_id.to_owned(), TaskRecord::default());
+        }
+        self.tasks.get_mut(task_id).expect("inserted above")
+    }
 }
 
 impl InMemoryRunStore {
@@ -116,7 +151,7 @@ impl InMemoryRunStore {
         InMemoryRunStore::default()
     }
 
-    fn with_run<T>(&self, key: &RunKey, f: impl FnOnce(&mut StoredRun) -> T) -> Result<T> {
+    fn with_run<T>(&self, key: &RunKey, f: impl FnOnce(&mut RunData) -> T) -> Result<T> {
         let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
         match runs.get_mut(key) {
             Some(run) => Ok(f(run)),
@@ -127,23 +162,23 @@ impl InMemoryRunStore {
     }
 }
 
-fn task<'a>(run: &'a mut StoredRun, task_id: &str) -> &'a mut TaskRecord {
-    if !run.tasks.contains_key(task_id) {
-        run.tasks.insert(task_id.to_owned(), TaskRecord::default());
-    }
-    run.tasks.get_mut(task_id).expect("inserted above")
-}
-
 #[async_trait]
 impl RunStore for InMemoryRunStore {
     async fn begin_run(&self, run: &RunRecord) -> Result<()> {
         let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        let stored = runs.entry(run.key.clone()).or_insert_with(|| StoredRun {
-            run: run.clone(),
-            tasks: BTreeMap::new(),
-            xcom: BTreeMap::new(),
-        });
-        stored.run = run.clone();
+        match runs.get_mut(&run.key) {
+            Some(data) => data.run = run.clone(),
+            None => {
+                runs.insert(
+                    run.key.clone(),
+                    RunData {
+                        run: run.clone(),
+                        tasks: HashMap::new(),
+                        xcom: HashMap::new(),
+                    },
+                );
+            }
+        }
         Ok(())
     }
 
@@ -155,9 +190,19 @@ impl RunStore for InMemoryRunStore {
         try_number: u32,
     ) -> Result<()> {
         self.with_run(run, |r| {
-            let t = task(r, task_id);
+            let t = r.task(task_id);
             t.state = state;
             t.try_number = try_number;
+        })
+    }
+
+    async fn set_task_states(&self, run: &RunKey, changes: &[TaskStateChange<'_>]) -> Result<()> {
+        self.with_run(run, |r| {
+            for c in changes {
+                let t = r.task(c.task_id);
+                t.state = c.state;
+                t.try_number = c.try_number;
+            }
         })
     }
 
@@ -167,7 +212,7 @@ impl RunStore for InMemoryRunStore {
         task_id: &str,
         record: &SubmissionRecord,
     ) -> Result<()> {
-        self.with_run(run, |r| task(r, task_id).submissions.push(record.clone()))
+        self.with_run(run, |r| r.task(task_id).submissions.push(record.clone()))
     }
 
     async fn put_xcom(
@@ -178,10 +223,14 @@ impl RunStore for InMemoryRunStore {
         value: &serde_json::Value,
     ) -> Result<()> {
         self.with_run(run, |r| {
-            r.xcom
-                .entry(task_id.to_owned())
-                .or_default()
-                .insert(key.to_owned(), value.clone());
+            if !r.xcom.contains_key(task_id) {
+                r.xcom.insert(task_id.to_owned(), Vec::new());
+            }
+            let values = r.xcom.get_mut(task_id).expect("inserted above");
+            match values.iter_mut().find(|(k, _)| k == key) {
+                Some((_, v)) => *v = value.clone(),
+                None => values.push((key.to_owned(), value.clone())),
+            }
         })
     }
 
@@ -191,6 +240,92 @@ impl RunStore for InMemoryRunStore {
 
     async fn load_run(&self, run: &RunKey) -> Result<Option<StoredRun>> {
         let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(runs.get(run).cloned())
+        Ok(runs.get(run).map(|r| StoredRun {
+            run: r.run.clone(),
+            tasks: r
+                .tasks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            xcom: r
+                .xcom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_states_submissions_and_xcom() {
+        let store = InMemoryRunStore::new();
+        let key = RunKey {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+        };
+        assert!(
+            store
+                .set_task_state(&key, "a", TaskState::Running, 1)
+                .await
+                .is_err()
+        );
+        store
+            .begin_run(&RunRecord {
+                key: key.clone(),
+                logical_date: Utc::now(),
+                params: serde_json::Map::new(),
+                state: RunState::Running,
+            })
+            .await
+            .unwrap();
+        store
+            .set_task_states(
+                &key,
+                &[
+                    TaskStateChange {
+                        task_id: "a",
+                        state: TaskState::Queued,
+                        try_number: 1,
+                    },
+                    TaskStateChange {
+                        task_id: "a",
+                        state: TaskState::Running,
+                        try_number: 1,
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        let submission = Submission::new("sim-000001", "sim");
+        store
+            .record_submission(
+                &key,
+                "a",
+                &SubmissionRecord {
+                    connection: "sim".into(),
+                    try_number: 1,
+                    submission: submission.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .put_xcom(&key, "a", "k", &serde_json::json!(1))
+            .await
+            .unwrap();
+        store
+            .put_xcom(&key, "a", "k", &serde_json::json!(2))
+            .await
+            .unwrap();
+        store.finish_run(&key, RunState::Success).await.unwrap();
+        let stored = store.load_run(&key).await.unwrap().unwrap();
+        assert_eq!(stored.run.state, RunState::Success);
+        assert_eq!(stored.tasks["a"].state, TaskState::Running);
+        assert_eq!(stored.tasks["a"].submissions[0].submission, submission);
+        assert_eq!(stored.xcom["a"]["k"], serde_json::json!(2));
     }
 }

@@ -220,10 +220,7 @@ fn find_cycles(dag: &Dag, index: &HashMap<&str, usize>) -> Vec<Vec<usize>> {
         let mut path = vec![start];
         let mut at_position: HashMap<usize, usize> = HashMap::from([(start, 0)]);
         let mut node = start;
-        loop {
-            let Some(&next) = downstream[node].iter().find(|d| members.contains(d)) else {
-                break;
-            };
+        while let Some(&next) = downstream[node].iter().find(|d| members.contains(d)) {
             if let Some(&pos) = at_position.get(&next) {
                 cycles.push(path[pos..].to_vec());
                 break;
