@@ -53,11 +53,28 @@ impl LocalJob {
             // Its own process group, so cancel reaches the JVM and the Python driver it starts.
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = command.spawn().map_err(|e| Error::Backend {
-            backend: submission.backend.clone(),
-            temporary: false,
-            source: format!("cannot start spark-submit: {e}").into(),
-        })?;
+        let mut busy_retries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Ok(child) => break child,
+                // "Text file busy": another thread's fork still holds the script open for
+                // writing (it was just installed); it is released within milliseconds.
+                Err(e)
+                    if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
+                        && busy_retries < 5 =>
+                {
+                    busy_retries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(Error::Backend {
+                        backend: submission.backend.clone(),
+                        temporary: false,
+                        source: format!("cannot start spark-submit: {e}").into(),
+                    });
+                }
+            }
+        };
         let Some(pid) = child.id() else {
             return Err(Error::backend(
                 submission.backend.clone(),
