@@ -15,6 +15,7 @@ mod events;
 mod executor;
 mod report;
 mod retry;
+pub mod schedule;
 pub mod scheduler;
 mod store;
 mod template;
