@@ -372,7 +372,10 @@ impl<'de> Deserialize<'de> for ValueSet {
                 Ok(ValueSet(vec![v.to_string()]))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<ValueSet, E> {
-                Ok(ValueSet(vec![v.to_string()]))
+                // The scalar's text is gone by now (`3.10` arrives as 3.1), so refuse to guess.
+                Err(E::custom(format!(
+                    "the number {v} must be quoted (YAML reads 3.10 as 3.1) or written as a list"
+                )))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueSet, A::Error> {
                 let mut values = Vec::new();

@@ -9,6 +9,48 @@
 //! the caller passes in. Every [`Decision`] carries an [`Explanation`] (rules matched, clusters
 //! excluded and why) that renders for people and serializes for scripts.
 //!
+//! ## Rules file format
+//!
+//! Every section rejects unknown fields; errors name file, line and field.
+//!
+//! ```yaml
+//! clusters:                      # required, at least one
+//!   - id: phi-east               # lowercase letters, digits, '-' (DNS-1123 label)
+//!     connection: k8s_phi_east   # connection name from the pipeline's connections file
+//!     namespace: spark-phi       # optional
+//!     tags: {phi-compliant: "true", capacity: on-demand}   # free key/values for constraints
+//!     spark_versions: ["3.5"]    # optional; exact, case-insensitive; absent = any
+//!     queues: [etl]              # optional; a queue or its parent (before the first '.'); absent = any
+//!     weight: 3                  # default 1; 0 = never picked
+//!     max_running: 40            # optional; full when running + pending reaches it
+//! queues:                        # optional
+//!   - {name: science, users: [ana], max_executor_instances: 50}
+//! default_queue: adhoc           # optional; for jobs with no queue whose user is in no queue
+//! constraints:                   # proven at load, re-checked on every decision
+//!   - name: phi-isolation
+//!     when: {labels: {data-classification: phi}}   # any condition (see `match`)
+//!     require_tags: {phi-compliant: "true"}         # value or list of accepted values
+//! rules:                         # ordered; the first match decides
+//!   - name: phi
+//!     match:                     # all given fields must hold; omitted = every job
+//!       queues: [etl]
+//!       users: [ana]
+//!       spark_versions: ["3.5"]
+//!       labels: {data-classification: [phi, pii]}
+//!       resources: {min_cores: 1, max_cores: 500, min_memory: 1g, max_memory: 2Ti,
+//!                   min_executors: 0, max_executors: 100}
+//!     route:                     # or `deny: "reason"`
+//!       strategy: weighted_random  # | round_robin | least_loaded
+//!       clusters: [phi-east, {cluster: phi-west, weight: 1}]
+//!       fallback: [phi-dr]       # used when no cluster above is eligible
+//!       queue: phi               # optional: run in this queue instead of the job's
+//! default:                       # optional route for jobs no rule matches (else they are refused)
+//!   clusters: [general]
+//! ```
+//!
+//! `bpg-router/tests/data/rules.yaml` is a complete example. [`RulesConfig::from_bpg_config`]
+//! imports BPG's `sparkClusters`/`queues` into an equivalent rule set.
+//!
 //! The crate is pure: no I/O (except the [`RoutingRules::from_file`] convenience), no async,
 //! randomness injected, so decisions are deterministic under a seeded RNG.
 //!

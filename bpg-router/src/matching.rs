@@ -32,6 +32,8 @@ pub(crate) struct JobFacts<'a> {
     pub user: Option<String>,
     /// Lowercased Spark version.
     pub version: String,
+    /// The Spark version as the job wrote it.
+    pub spark_version: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub cores: u64,
     pub memory: u64,
@@ -46,6 +48,7 @@ impl<'a> JobFacts<'a> {
             queue_source: QueueSource::None,
             user: user.map(str::to_lowercase),
             version: job.spark_version.to_lowercase(),
+            spark_version: &job.spark_version,
             labels: &job.labels,
             cores: job.total_cores(),
             memory: job.total_memory().bytes(),

@@ -719,7 +719,7 @@ impl RoutingRules {
         }
         if !c.serves_version(&facts.version) {
             return Some(Exclusion::SparkVersion {
-                version: facts.version.clone(),
+                version: facts.spark_version.to_owned(),
             });
         }
         if !c.serves_queue(queue) {

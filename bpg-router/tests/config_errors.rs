@@ -174,3 +174,52 @@ fn bpg_config_imports_into_equivalent_rules() {
     let rules = RoutingRules::new(config).unwrap();
     assert_eq!(rules.connection_of("cluster-id-2"), Some("bpg_gateway"));
 }
+
+#[test]
+fn malformed_inputs_are_errors_not_panics() {
+    let inputs = [
+        "",
+        "[]",
+        "clusters: 5",
+        "clusters: []",
+        "clusters:\n  - id: a\n",
+        "clusters:\n  - id: a\n    connection: c\n    weight: -1\n",
+        "clusters:\n  - id: a\n    connection: c\nrules:\n  - name: r\n    match: {labels: {k: []}}\n    deny: x\n",
+        "clusters:\n  - id: a\n    connection: c\nrules:\n  - name: r\n    match: {resources: {min_cores: 5, max_cores: 1}}\n    deny: x\n",
+        "clusters:\n  - id: a\n    connection: c\nrules:\n  - name: r\n    route: {clusters: []}\n",
+        "clusters:\n  - id: a\n    connection: c\nconstraints:\n  - name: k\n    when: {}\n    require_tags: {}\n",
+        "clusters:\n  - id: a\n    connection: c\ndefault: {clusters: [{cluster: a, weight: 1, extra: 2}]}\n",
+        "clusters:\n  - id: a\n    connection: c\ndefault: {clusters: [[a]]}\n",
+        "clusters:\n  - id: a\n    connection: c\ndefault: {strategy: fastest, clusters: [a]}\n",
+        "clusters:\n  - &x {id: a, connection: c}\n  - *x\n",
+    ];
+    for input in inputs {
+        let e = RoutingRules::from_yaml(input, Some(Path::new("r.yaml"))).expect_err(input);
+        assert!(e.has_errors(), "{input}");
+        for d in e.0 {
+            assert_eq!(d.file.as_deref(), Some(Path::new("r.yaml")), "{input}: {d}");
+        }
+    }
+}
+
+#[test]
+fn versions_and_tags_keep_their_text() {
+    let yaml = "clusters:\n  - id: a\n    connection: c\n    spark_versions: [3.10, 3.5]\n    tags: {phi-compliant: true, gen: 3.10}\nconstraints:\n  - name: k\n    when: {spark_versions: [3.10], labels: {gen: \"3.10\", tier: [3.10]}}\n    require_tags: {gen: [3.10]}\n";
+    let config = RulesConfig::from_yaml(yaml, None).unwrap();
+    assert_eq!(config.clusters[0].spark_versions, ["3.10", "3.5"]);
+    assert_eq!(config.clusters[0].tags["gen"], "3.10");
+    assert_eq!(config.clusters[0].tags["phi-compliant"], "true");
+    assert_eq!(config.constraints[0].when.spark_versions, ["3.10"]);
+    assert_eq!(config.constraints[0].when.labels["gen"].0, ["3.10"]);
+    assert_eq!(config.constraints[0].when.labels["tier"].0, ["3.10"]);
+    assert_eq!(config.constraints[0].require_tags["gen"].0, ["3.10"]);
+    // A lone unquoted number has lost its text by the time it is read: refused, not guessed.
+    let e = RulesConfig::from_yaml(
+        &yaml.replace("gen: \"3.10\"", "gen: 3.10"),
+        Some(Path::new("r.yaml")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("r.yaml:8:"), "{e}");
+    assert!(e.contains("must be quoted"), "{e}");
+}
