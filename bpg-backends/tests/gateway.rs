@@ -29,7 +29,9 @@ async fn mock(clusters: &[&str]) -> MockGateway {
 
 /// The connection URL a pipeline would hold for this gateway, with `user` in it.
 fn connection_url(gateway: &MockGateway, user: &str) -> String {
-    gateway.uri().replace("http://", &format!("bpg+http://{user}@"))
+    gateway
+        .uri()
+        .replace("http://", &format!("bpg+http://{user}@"))
 }
 
 fn fast(config: GatewayConfig) -> GatewayConfig {
@@ -115,7 +117,11 @@ async fn a_lost_submit_answer_is_found_again_and_a_retry_starts_nothing_new() {
     let retried = backend.submit(&job("lost", "200ms"), &opts).await.unwrap();
     assert_eq!(retried.id, first.id);
     assert_eq!(gateway.accepted_count(), 1, "exactly one application");
-    assert_eq!(gateway.journal_for(Route::Submit).len(), 1, "no second POST");
+    assert_eq!(
+        gateway.journal_for(Route::Submit).len(),
+        1,
+        "no second POST"
+    );
     let status = backend.wait_for_terminal(&first.id, &wait()).await.unwrap();
     assert_eq!(status.state, JobState::Succeeded);
 }
@@ -146,7 +152,11 @@ async fn a_retry_in_another_process_finds_the_submission_whose_answer_was_lost()
     assert_eq!(submission.id.as_str(), gateway.submissions()[0].id);
     assert_eq!(submission.idempotency_key.as_ref(), Some(&k));
     assert_eq!(gateway.accepted_count(), 1, "exactly one application");
-    assert_eq!(gateway.journal_for(Route::Submit).len(), 1, "no second POST");
+    assert_eq!(
+        gateway.journal_for(Route::Submit).len(),
+        1,
+        "no second POST"
+    );
     assert_eq!(
         retrying.find(&k).await.unwrap().map(|s| s.id),
         Some(submission.id)

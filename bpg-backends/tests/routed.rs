@@ -249,7 +249,11 @@ async fn least_loaded_placement_counts_the_jobs_in_flight() {
     let status = routed.status(on_spot_one[2]).await.unwrap();
     assert_eq!(status.state, JobState::Running);
     let load = routed.load().get("spot-1").copied().unwrap();
-    assert_eq!((load.running, load.pending), (1, 2), "seen running vs not yet seen");
+    assert_eq!(
+        (load.running, load.pending),
+        (1, 2),
+        "seen running vs not yet seen"
+    );
 }
 
 #[tokio::test(start_paused = true)]

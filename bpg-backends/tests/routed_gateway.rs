@@ -152,10 +152,7 @@ async fn a_lost_submit_answer_behind_the_router_still_makes_one_application() {
     gateways
         .spot
         .inject(Fault::drop_connection().on(Route::Submit).times(1));
-    let first = routed
-        .submit(&job("report", "100ms"), &opts)
-        .await
-        .unwrap();
+    let first = routed.submit(&job("report", "100ms"), &opts).await.unwrap();
     let again = gateways
         .routed()
         .submit(&job("report", "100ms"), &opts)

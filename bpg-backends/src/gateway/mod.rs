@@ -132,9 +132,7 @@ impl GatewayBackend {
 
     fn remember(&self, submission: &Submission) {
         if let Some(key) = &submission.idempotency_key {
-            self.memory()
-                .by_key
-                .insert(key.clone(), submission.clone());
+            self.memory().by_key.insert(key.clone(), submission.clone());
         }
     }
 
@@ -246,7 +244,11 @@ impl Backend for GatewayBackend {
 
         let digest = GatewayBackend::submission_id_suffix(key);
         request.submission_id_suffix = Some(
-            match request.submission_id_suffix.take().filter(|s| !s.is_empty()) {
+            match request
+                .submission_id_suffix
+                .take()
+                .filter(|s| !s.is_empty())
+            {
                 Some(own) => format!("{own}-{digest}"),
                 None => digest,
             },
@@ -288,11 +290,10 @@ impl Backend for GatewayBackend {
                 }
                 Ok(status)
             }
-            Err(Error::NotFound { .. }) if self.is_cancelled(id) => Ok(JobStatus::new(
-                JobState::Cancelled,
-                CANCELLED_NATIVE_STATE,
-            )
-            .with_message(format!("cancelled: deleted through gateway {}", self.name))),
+            Err(Error::NotFound { .. }) if self.is_cancelled(id) => {
+                Ok(JobStatus::new(JobState::Cancelled, CANCELLED_NATIVE_STATE)
+                    .with_message(format!("cancelled: deleted through gateway {}", self.name)))
+            }
             Err(error) => Err(error),
         }
     }
@@ -311,7 +312,9 @@ impl Backend for GatewayBackend {
                     .await
                     .into_iter()
                     .collect::<Result<_>>()?;
-                let skip = lines.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+                let skip = lines
+                    .len()
+                    .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
                 let tail: Vec<Result<LogLine>> = lines.into_iter().skip(skip).map(Ok).collect();
                 Ok(futures::stream::iter(tail).boxed())
             }
