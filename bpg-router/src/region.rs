@@ -287,11 +287,9 @@ impl Region {
         })
     }
 
-    /// The jobs in this region that do not satisfy `rs`, as disjoint boxes.
-    pub(crate) fn subtract(&self, rs: &Restrictions) -> Vec<Region> {
-        if self.disjoint_from(rs) {
-            return vec![self.clone()];
-        }
+    /// The jobs in this region that do not satisfy `rs`, as disjoint boxes (callers skip the work
+    /// when the two are disjoint).
+    fn subtract(&self, rs: &Restrictions) -> Vec<Region> {
         let mut pieces = Vec::new();
         let mut inside = self.clone();
         for r in &rs.0 {
@@ -342,28 +340,42 @@ impl Region {
     }
 }
 
-/// Upper bound on boxes kept while subtracting; past it, subtraction stops and the (larger) region is
-/// kept, which can only make the check stricter.
-const MAX_PIECES: usize = 4096;
+/// Upper bound on boxes kept while subtracting, and on boxes examined for one route; past either,
+/// subtraction stops and the (larger) region is kept, which can only make the check stricter.
+const MAX_PIECES: usize = 1024;
+const MAX_STEPS: usize = 200_000;
 
-/// The jobs of `start` that no condition in `earlier` matches (over-approximated past [`MAX_PIECES`]).
-pub(crate) fn reachable(start: Region, earlier: &[&Restrictions]) -> Vec<Region> {
+/// The jobs of `start` that no condition in `earlier` matches, and whether that set is exact
+/// (`false` when the work bounds cut subtraction short and the set may hold jobs no rule lets by).
+pub(crate) fn reachable(start: Region, earlier: &[&Restrictions]) -> (Vec<Region>, bool) {
     let mut regions = if start.is_empty() {
         Vec::new()
     } else {
         vec![start]
     };
+    let mut steps = 0usize;
     for rs in earlier {
         if regions.is_empty() {
             break;
         }
-        let next: Vec<Region> = regions.iter().flat_map(|r| r.subtract(rs)).collect();
+        steps += regions.len();
+        if steps > MAX_STEPS {
+            return (regions, false);
+        }
+        let mut next = Vec::with_capacity(regions.len());
+        for r in &regions {
+            if r.disjoint_from(rs) {
+                next.push(r.clone());
+            } else {
+                next.extend(r.subtract(rs));
+            }
+        }
         if next.len() > MAX_PIECES {
-            break;
+            return (regions, false);
         }
         regions = next;
     }
-    regions
+    (regions, true)
 }
 
 #[cfg(test)]
@@ -379,9 +391,10 @@ mod tests {
     fn a_rule_shadowed_by_an_earlier_one_is_unreachable() {
         let phi = rs(MatchConfig::default().with_label("dc", "phi"));
         let start = Region::any().restrict(&phi);
-        assert!(reachable(start.clone(), &[&phi]).is_empty());
+        assert!(reachable(start.clone(), &[&phi]).0.is_empty());
         let other = rs(MatchConfig::default().with_label("dc", "pii"));
-        let left = reachable(start, &[&other]);
+        let (left, exact) = reachable(start, &[&other]);
+        assert!(exact);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].describe(), "label dc=phi");
     }
@@ -390,10 +403,10 @@ mod tests {
     fn subtracting_a_partial_condition_keeps_the_rest() {
         let mut m = MatchConfig::default().with_label("dc", "phi");
         m.queues = vec!["etl".into()];
-        let left = reachable(Region::any(), &[&rs(m)]);
+        let (left, _) = reachable(Region::any(), &[&rs(m)]);
         assert!(!left.is_empty());
         // Everything is covered once the complement is subtracted as well.
-        let all = reachable(Region::any(), &[&rs(MatchConfig::default())]);
+        let (all, _) = reachable(Region::any(), &[&rs(MatchConfig::default())]);
         assert!(all.is_empty());
         assert!(Region::any().is_everything());
     }
@@ -408,7 +421,7 @@ mod tests {
             }),
             ..MatchConfig::default()
         };
-        let left = reachable(Region::any(), &[&rs(m)]);
+        let (left, _) = reachable(Region::any(), &[&rs(m)]);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].cores.0, vec![(0, 9), (21, u64::MAX)]);
     }

@@ -532,15 +532,24 @@ fn check_isolation(
                 ),
             };
             let earlier: Vec<&Restrictions> = earlier.iter().collect();
-            let Some(example) = reachable(start, &earlier).first().map(Region::describe) else {
+            let (left, exact) = reachable(start, &earlier);
+            let Some(example) = left.first().map(Region::describe) else {
                 continue;
+            };
+            let (verb, note) = if exact {
+                ("can send", "")
+            } else {
+                (
+                    "may send",
+                    " (the rules before it are too many or too intricate to rule this out; deny or route such jobs in an earlier rule)",
+                )
             };
             for (list, j, t) in bad {
                 let missing = c.missing[t.cluster].as_deref().unwrap_or_default();
                 diags.push(map.error(
                     &format!("{at}.{list}[{j}]"),
                     format!(
-                        "{rule_name} can send jobs covered by constraint {:?} ({example}) to cluster {:?}, which lacks {missing}",
+                        "{rule_name} {verb} jobs covered by constraint {:?} ({example}) to cluster {:?}, which lacks {missing}{note}",
                         c.name, clusters[t.cluster].id
                     ),
                 ));

@@ -223,3 +223,22 @@ fn versions_and_tags_keep_their_text() {
     assert!(e.starts_with("r.yaml:8:"), "{e}");
     assert!(e.contains("must be quoted"), "{e}");
 }
+
+#[test]
+fn intricate_configs_are_refused_rather_than_guessed_safe() {
+    // Each earlier rule tests two labels, so the jobs slipping past n of them form 2^n boxes; past the
+    // proof's work bound the checker keeps the larger set and refuses, saying it could not decide.
+    let mut yaml = format!(
+        "{CLUSTERS}constraints:\n  - name: phi-isolation\n    when: {{labels: {{dc: phi}}}}\n    require_tags: {{phi-compliant: \"true\"}}\nrules:\n"
+    );
+    for i in 0..12 {
+        yaml.push_str(&format!(
+            "  - name: r{i}\n    match: {{labels: {{a{i}: x, b{i}: y}}}}\n    route: {{clusters: [phi-east]}}\n"
+        ));
+    }
+    yaml.push_str("  - name: rest\n    route: {clusters: [spot-1]}\n");
+    let e = errors(&yaml);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("rule \"rest\" may send jobs covered by constraint \"phi-isolation\""), "{e:?}");
+    assert!(e[0].contains("too many or too intricate"), "{e:?}");
+}

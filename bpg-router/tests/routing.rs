@@ -26,6 +26,13 @@ fn phi(name: &str) -> SparkJob {
 }
 
 #[test]
+fn rules_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<RoutingRules>();
+    shared::<RouteError>();
+}
+
+#[test]
 fn phi_jobs_go_to_compliant_clusters_by_weight() {
     let rules = rules();
     let mut rng = StdRng::seed_from_u64(1);
