@@ -239,6 +239,9 @@ fn intricate_configs_are_refused_rather_than_guessed_safe() {
     yaml.push_str("  - name: rest\n    route: {clusters: [spot-1]}\n");
     let e = errors(&yaml);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("rule \"rest\" may send jobs covered by constraint \"phi-isolation\""), "{e:?}");
+    assert!(
+        e[0].contains("rule \"rest\" may send jobs covered by constraint \"phi-isolation\""),
+        "{e:?}"
+    );
     assert!(e[0].contains("too many or too intricate"), "{e:?}");
 }
