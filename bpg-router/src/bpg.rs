@@ -77,8 +77,7 @@ impl RulesConfig {
         let options = serde_saphyr::options! {
             duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
         };
-        let bpg: BpgConfig = serde_saphyr::from_str_with_options(text, options)
-            .or_else(|_| yaml::parse(text, source))?;
+        let bpg: BpgConfig = yaml::parse_with(text, source, options)?;
         let clusters: Vec<ClusterConfig> = bpg
             .spark_clusters
             .iter()

@@ -129,7 +129,16 @@ pub(crate) fn parse<T: DeserializeOwned>(
     text: &str,
     file: Option<&Path>,
 ) -> Result<T, Diagnostics> {
-    serde_saphyr::from_str::<T>(text).map_err(|e| {
+    parse_with(text, file, serde_saphyr::Options::default())
+}
+
+/// [`parse`] with reader options.
+pub(crate) fn parse_with<T: DeserializeOwned>(
+    text: &str,
+    file: Option<&Path>,
+    options: serde_saphyr::Options,
+) -> Result<T, Diagnostics> {
+    serde_saphyr::from_str_with_options::<T>(text, options).map_err(|e| {
         let located = e.location().filter(|l| l.line() > 0);
         let message = strip_location(&e.without_snippet().to_string());
         let field = located

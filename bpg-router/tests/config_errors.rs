@@ -245,3 +245,15 @@ fn intricate_configs_are_refused_rather_than_guessed_safe() {
     );
     assert!(e[0].contains("too many or too intricate"), "{e:?}");
 }
+
+#[test]
+fn bpg_config_errors_are_located() {
+    let e = RulesConfig::from_bpg_config(
+        "sparkClusters:\n  - id: a\n    weight: lots\n",
+        Some(Path::new("bpg.yaml")),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("bpg.yaml:3:13: error: weight: "), "{e}");
+}
