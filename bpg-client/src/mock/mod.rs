@@ -20,7 +20,7 @@
 //! **Logs.** `GET /log` for a running driver is held open (wiremock sends a whole body, after a
 //! delay) until the driver ends or [`MockGatewayBuilder::max_log_hold`] passes, whichever is
 //! first, and then carries every line written by then, just as a followed BPG stream cut by an
-//! ingress timeout would. A following [`BpgClient`](crate::BpgClient) re-requests and carries on, so
+//! ingress timeout would. A following [`BpgClient`] re-requests and carries on, so
 //! lines arrive in batches rather than one by one; the lines and their order are what BPG sends.
 //! Finished applications answer at once with the whole log; pending, unknown or deleted ones
 //! with BPG's "Cannot find matched log files" notice.
