@@ -17,7 +17,9 @@ mod report;
 mod retry;
 pub mod schedule;
 pub mod scheduler;
+mod sqlite_store;
 mod store;
+mod store_sql;
 mod template;
 mod validate;
 mod yaml;
@@ -27,6 +29,7 @@ pub use connections::{
 };
 pub use executor::{CancelPolicy, Runner};
 pub use report::{RunReport, TaskReport};
+pub use sqlite_store::SqliteRunStore;
 pub use store::{
     InMemoryRunStore, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord,
     TaskStateChange,

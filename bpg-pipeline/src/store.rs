@@ -57,6 +57,35 @@ pub struct TaskRecord {
     pub try_number: u32,
     /// Submissions, one per try that reached the backend.
     pub submissions: Vec<SubmissionRecord>,
+    /// When the current try started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<DateTime<Utc>>,
+    /// When the task last finished or failed a try (`up_for_retry` counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+impl TaskRecord {
+    /// Applies a state change at `now`, keeping the timestamps every store keeps alike: a new
+    /// running try sets `start_date` (and clears `end_date`); entering a finished state or
+    /// `up_for_retry` sets `end_date`.
+    pub fn apply(&mut self, state: TaskState, try_number: u32, now: DateTime<Utc>) {
+        if state == TaskState::Running
+            && (self.state != TaskState::Running || self.try_number != try_number)
+        {
+            self.start_date = Some(now);
+            self.end_date = None;
+        } else if ends_try(state) && !ends_try(self.state) {
+            self.end_date = Some(now);
+        }
+        self.state = state;
+        self.try_number = try_number;
+    }
+}
+
+/// States that close a try: its `end_date` is set when it enters one.
+pub(crate) fn ends_try(state: TaskState) -> bool {
+    state.is_finished() || state == TaskState::UpForRetry
 }
 
 /// Everything stored about one run.
@@ -121,6 +150,16 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
     async fn finish_run(&self, run: &RunKey, state: RunState) -> Result<()>;
     /// Everything stored about a run.
     async fn load_run(&self, run: &RunKey) -> Result<Option<StoredRun>>;
+    /// Every run of `dag_id`, oldest logical date first (ties by run id).
+    async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>>;
+    /// The same task's instance in the DAG's previous run (the run with the latest logical date
+    /// before `run`'s), for `depends_on_past`. `None` when there is no previous run or it has no
+    /// instance of the task; both let the task run, as in Airflow.
+    async fn previous_task_instance(
+        &self,
+        run: &RunKey,
+        task_id: &str,
+    ) -> Result<Option<TaskRecord>>;
 }
 
 /// A [`RunStore`] in memory: the default, for runs that need not survive the process.
@@ -189,19 +228,15 @@ impl RunStore for InMemoryRunStore {
         state: TaskState,
         try_number: u32,
     ) -> Result<()> {
-        self.with_run(run, |r| {
-            let t = r.task(task_id);
-            t.state = state;
-            t.try_number = try_number;
-        })
+        let now = Utc::now();
+        self.with_run(run, |r| r.task(task_id).apply(state, try_number, now))
     }
 
     async fn set_task_states(&self, run: &RunKey, changes: &[TaskStateChange<'_>]) -> Result<()> {
         self.with_run(run, |r| {
+            let now = Utc::now();
             for c in changes {
-                let t = r.task(c.task_id);
-                t.state = c.state;
-                t.try_number = c.try_number;
+                r.task(c.task_id).apply(c.state, c.try_number, now);
             }
         })
     }
@@ -212,7 +247,17 @@ impl RunStore for InMemoryRunStore {
         task_id: &str,
         record: &SubmissionRecord,
     ) -> Result<()> {
-        self.with_run(run, |r| r.task(task_id).submissions.push(record.clone()))
+        self.with_run(run, |r| {
+            // One per try: recording a try's submission again (a reattach) replaces it.
+            let submissions = &mut r.task(task_id).submissions;
+            match submissions
+                .iter_mut()
+                .find(|s| s.try_number == record.try_number)
+            {
+                Some(existing) => *existing = record.clone(),
+                None => submissions.push(record.clone()),
+            }
+        })
     }
 
     async fn put_xcom(
@@ -253,6 +298,39 @@ impl RunStore for InMemoryRunStore {
                 .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
                 .collect(),
         }))
+    }
+
+    async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<RunRecord> = runs
+            .values()
+            .filter(|r| r.run.key.dag_id == dag_id)
+            .map(|r| r.run.clone())
+            .collect();
+        list.sort_by(|a, b| (a.logical_date, &a.key.run_id).cmp(&(b.logical_date, &b.key.run_id)));
+        Ok(list)
+    }
+
+    async fn previous_task_instance(
+        &self,
+        run: &RunKey,
+        task_id: &str,
+    ) -> Result<Option<TaskRecord>> {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(this) = runs.get(run) else {
+            return Err(bpg_core::Error::NotFound {
+                what: format!("run {}/{} in the run store", run.dag_id, run.run_id),
+            });
+        };
+        let date = this.run.logical_date;
+        let previous = runs
+            .values()
+            .filter(|r| r.run.key.dag_id == run.dag_id && r.run.logical_date < date)
+            .max_by(|a, b| {
+                (a.run.logical_date, &a.run.key.run_id)
+                    .cmp(&(b.run.logical_date, &b.run.key.run_id))
+            });
+        Ok(previous.and_then(|r| r.tasks.get(task_id).cloned()))
     }
 }
 
