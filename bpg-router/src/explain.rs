@@ -367,8 +367,8 @@ pub struct RouteError {
 }
 
 impl RouteError {
-    /// True when only capacity stood in the way (every excluded target was full), so the same job
-    /// may route later.
+    /// True when some target was excluded only for being full, so the same job may route once
+    /// capacity frees up (retry layers treat it as [`bpg_core::Error::Unavailable`]).
     pub fn is_temporary(&self) -> bool {
         matches!(self.explanation.outcome, Outcome::NoEligibleCluster { .. })
             && self
@@ -377,12 +377,6 @@ impl RouteError {
                 .iter()
                 .filter_map(|c| c.excluded.as_ref())
                 .any(Exclusion::is_capacity)
-            && self
-                .explanation
-                .candidates
-                .iter()
-                .filter_map(|c| c.excluded.as_ref())
-                .all(|e| e.is_capacity() || matches!(e, Exclusion::ZeroWeight))
     }
 }
 
