@@ -178,15 +178,15 @@ impl GatewayConfig {
         self
     }
 
-    /// Sets the Basic-auth password (needs a user).
-    pub fn password(mut self, password: SecretString) -> Self {
-        self.password = Some(password);
+    /// Sets the Basic-auth password (needs a user): a [`SecretString`], or a `String` to wrap in one.
+    pub fn password(mut self, password: impl Into<SecretString>) -> Self {
+        self.password = Some(password.into());
         self
     }
 
     /// Sets a bearer token (sent instead of Basic auth).
-    pub fn token(mut self, token: SecretString) -> Self {
-        self.token = Some(token);
+    pub fn token(mut self, token: impl Into<SecretString>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
