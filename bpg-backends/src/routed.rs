@@ -335,15 +335,26 @@ impl RoutedBackend {
         })
     }
 
-    /// Records what a status says about a job's load.
-    fn observe(&self, id: &JobId, placement: &Placement, status: &JobStatus) {
+    /// Records what a status answer says about a job's load: ended (or gone from its backend)
+    /// jobs stop counting, running ones count as running.
+    fn observe(&self, id: &JobId, placement: &Placement, answer: &Result<JobStatus>) {
         let mut state = self.lock();
-        if let Some(cluster) = state.load.get_mut(&placement.cluster) {
-            if status.is_terminal() {
+        let Some(cluster) = state.load.get_mut(&placement.cluster) else {
+            return;
+        };
+        match answer {
+            Ok(status) if status.is_terminal() => {
                 cluster.jobs.remove(id);
-            } else if let Some(running) = cluster.jobs.get_mut(id) {
-                *running = status.state == bpg_core::JobState::Running;
             }
+            Ok(status) => {
+                if let Some(running) = cluster.jobs.get_mut(id) {
+                    *running = status.state == bpg_core::JobState::Running;
+                }
+            }
+            Err(Error::NotFound { .. }) => {
+                cluster.jobs.remove(id);
+            }
+            Err(_) => {}
         }
     }
 
@@ -550,12 +561,12 @@ impl Backend for RoutedBackend {
 
     async fn status(&self, id: &JobId) -> Result<JobStatus> {
         let placement = self.placement(id)?;
-        let status = self
+        let answer = self
             .backend_of(&placement.connection)?
             .status(&placement.backend_id)
-            .await?;
-        self.observe(id, &placement, &status);
-        Ok(status)
+            .await;
+        self.observe(id, &placement, &answer);
+        answer
     }
 
     async fn logs(&self, id: &JobId, options: &LogOptions) -> Result<LogStream> {
@@ -583,11 +594,11 @@ impl Backend for RoutedBackend {
         poll_interval: Duration,
     ) -> Result<JobStatus> {
         let placement = self.placement(id)?;
-        let status = self
+        let answer = self
             .backend_of(&placement.connection)?
             .next_status(&placement.backend_id, previous, poll_interval)
-            .await?;
-        self.observe(id, &placement, &status);
-        Ok(status)
+            .await;
+        self.observe(id, &placement, &answer);
+        answer
     }
 }

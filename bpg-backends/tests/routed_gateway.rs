@@ -193,3 +193,20 @@ async fn conformance_kit_passes_through_the_router_and_the_gateways() {
     };
     testkit::run_all(routed, &jobs, &options).await;
 }
+
+#[tokio::test]
+async fn a_job_its_gateway_no_longer_knows_stops_counting_as_load() {
+    let gateways = Gateways::start().await;
+    let routed = gateways.routed();
+    let s = routed
+        .submit(&job("stream", "1h"), &SubmitOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(routed.load().get("spot-1").unwrap().in_flight(), 1);
+    // Deleted behind the router's back (an operator, or the gateway's TTL).
+    let (_, inner) = bpg_backends::routed::split_job_id(&s.id).unwrap();
+    gateways.spot.client("airflow").delete(inner).await.unwrap();
+    let err = routed.status(&s.id).await.unwrap_err();
+    assert!(matches!(err, bpg_core::Error::NotFound { .. }), "{err:?}");
+    assert_eq!(routed.load().get("spot-1").unwrap().in_flight(), 0);
+}

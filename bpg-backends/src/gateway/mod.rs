@@ -7,7 +7,9 @@
 //!   submitting, `submit` looks through the caller's submissions (`mySubmissions`) for one with that
 //!   suffix and returns it instead; when a submit's answer is lost (dropped connection, timeout,
 //!   5xx), it looks again before reporting the error, and a retried submit finds the first one. The
-//!   lookup is per BPG user, so the same key used by two users makes two applications.
+//!   lookup is per BPG user, so the same key used by two users makes two applications. A keyed
+//!   submit thus costs one `mySubmissions` call (BPG allows that endpoint 20 requests per second,
+//!   gateway-wide; a 429 is a temporary error the client retries after `Retry-After`).
 //! - **Cancel** deletes the SparkApplication (BPG has no other stop). Afterwards BPG answers 404 for
 //!   it; this backend remembers what it cancelled and reports those as `Cancelled` (a job that
 //!   already ended is left alone, so its final state stays readable). In another process a
