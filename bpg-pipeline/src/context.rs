@@ -39,8 +39,8 @@ impl From<bpg_core::Error> for TaskError {
 /// Values tasks of one run hand each other, keyed by (task id, key).
 #[derive(Debug, Default)]
 pub struct XComs {
-    // Few keys per task: a short list beats a map per task.
-    values: Mutex<HashMap<String, Vec<(String, serde_json::Value)>>>,
+    // Few keys per task: a short list beats a map per task. Task ids are shared with the DAG's.
+    values: Mutex<HashMap<Arc<str>, Vec<(Box<str>, serde_json::Value)>>>,
 }
 
 impl XComs {
@@ -49,16 +49,26 @@ impl XComs {
         XComs::default()
     }
 
+    /// An empty set with room for `tasks` tasks' values.
+    pub fn with_capacity(tasks: usize) -> Self {
+        XComs {
+            values: Mutex::new(HashMap::with_capacity(tasks)),
+        }
+    }
+
     /// Stores `value` under (`task_id`, `key`), replacing any earlier one.
     pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
+        self.push_shared(&Arc::from(task_id), key, value);
+    }
+
+    pub(crate) fn push_shared(&self, task_id: &Arc<str>, key: &str, value: serde_json::Value) {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        if !values.contains_key(task_id) {
-            values.insert(task_id.to_owned(), Vec::with_capacity(3));
-        }
-        let list = values.get_mut(task_id).expect("inserted above");
-        match list.iter_mut().find(|(k, _)| k == key) {
+        let list = values
+            .entry(task_id.clone())
+            .or_insert_with(|| Vec::with_capacity(3));
+        match list.iter_mut().find(|(k, _)| &**k == key) {
             Some((_, v)) => *v = value,
-            None => list.push((key.to_owned(), value)),
+            None => list.push((key.into(), value)),
         }
     }
 
@@ -68,7 +78,7 @@ impl XComs {
         values
             .get(task_id)?
             .iter()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| &**k == key)
             .map(|(_, v)| v.clone())
     }
 
@@ -77,7 +87,11 @@ impl XComs {
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         values
             .get(task_id)
-            .map(|list| list.iter().cloned().collect())
+            .map(|list| {
+                list.iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -146,7 +160,7 @@ impl TaskContext {
 
     /// Pushes a value for downstream tasks.
     pub fn xcom_push(&self, key: &str, value: serde_json::Value) {
-        self.xcoms.push(&self.task_id, key, value);
+        self.xcoms.push_shared(&self.task_id, key, value);
     }
 
     /// Writes a line to the task log.

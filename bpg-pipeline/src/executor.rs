@@ -208,7 +208,7 @@ impl Runner {
             })
             .await?;
 
-        let xcoms = Arc::new(XComs::new());
+        let xcoms = Arc::new(XComs::with_capacity(dag.tasks.len()));
         let mut pools: HashMap<String, Arc<Semaphore>> = dag
             .pools
             .iter()
@@ -273,11 +273,11 @@ pub(crate) struct RunEnv {
 }
 
 impl RunEnv {
-    async fn push_xcom(&self, task_id: &str, key: &str, value: serde_json::Value) {
+    async fn push_xcom(&self, task_id: &Arc<str>, key: &str, value: serde_json::Value) {
         if let Err(e) = self.store.put_xcom(&self.key, task_id, key, &value).await {
-            tracing::warn!(task = task_id, key, error = %e, "run store refused an XCom value");
+            tracing::warn!(task = %task_id, key, error = %e, "run store refused an XCom value");
         }
-        self.xcoms.push(task_id, key, value);
+        self.xcoms.push_shared(task_id, key, value);
     }
 }
 

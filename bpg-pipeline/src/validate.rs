@@ -93,28 +93,34 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
     }
 
     for (i, task) in dag.tasks.iter().enumerate() {
-        let mut seen = HashSet::new();
+        // Short lists (the usual case) are checked for repeats without allocating.
+        let mut seen = (task.depends_on.len() > 16).then(HashSet::new);
         for (j, dep) in task.depends_on.iter().enumerate() {
-            let field = format!("tasks[{i}].depends_on[{j}]");
+            let field = || format!("tasks[{i}].depends_on[{j}]");
+            let repeated = match &mut seen {
+                Some(set) => !set.insert(dep.as_str()),
+                None => task.depends_on[..j].contains(dep),
+            };
             if dep == &task.id {
                 out.push(located(
                     dag,
-                    field,
+                    field(),
                     format!("task {:?} depends on itself (a cycle)", task.id),
                 ));
             } else if !first_index.contains_key(dep.as_str()) {
                 out.push(located(
                     dag,
-                    field,
+                    field(),
                     format!(
                         "task {:?} depends on unknown task {dep:?}{}",
                         task.id,
                         suggestion(dep, first_index.keys().copied())
                     ),
                 ));
-            } else if !seen.insert(dep.as_str()) {
+            } else if repeated {
                 out.push(
-                    located(dag, field, format!("{dep:?} is listed twice")).with_severity_warning(),
+                    located(dag, field(), format!("{dep:?} is listed twice"))
+                        .with_severity_warning(),
                 );
             }
         }
