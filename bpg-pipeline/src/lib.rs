@@ -13,6 +13,8 @@ mod context;
 mod dag;
 mod events;
 mod executor;
+#[cfg(feature = "postgres")]
+mod postgres_store;
 mod report;
 mod retry;
 pub mod schedule;
@@ -28,6 +30,8 @@ pub use connections::{
     BackendFactory, Connection, ConnectionRegistry, ENV_PREFIX, SecretRef, SimFactory,
 };
 pub use executor::{CancelPolicy, Runner};
+#[cfg(feature = "postgres")]
+pub use postgres_store::PostgresRunStore;
 pub use report::{RunReport, TaskReport};
 pub use sqlite_store::SqliteRunStore;
 pub use store::{
