@@ -69,18 +69,48 @@ fn top_level_keys(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// One file's verdict.
+struct Checked {
+    kind: FileKind,
+    diagnostics: Diagnostics,
+    summary: String,
+    /// The pipeline, when the file is a valid one.
+    dag: Option<Dag>,
+    /// Connection names, when the file is a valid connections file.
+    connections: Vec<String>,
+}
+
 /// Checks every file, prints every problem, and exits 1 when any file is invalid.
+///
+/// When connections files are among the files, the pipelines' Spark tasks must name connections
+/// they (or `BPG_CONN_*` variables) define.
 pub fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
+    let mut checked: Vec<Checked> = files.iter().map(|f| check_file(f)).collect();
+    if checked.iter().any(|c| c.kind == FileKind::Connections) {
+        let mut env = ConnectionRegistry::new();
+        // Invalid variables are reported by the commands that use them; names are enough here.
+        let _ = env.load_env();
+        let known: Vec<String> = checked
+            .iter()
+            .flat_map(|c| c.connections.iter().cloned())
+            .chain(env.names())
+            .collect();
+        for c in &mut checked {
+            if let Some(dag) = &c.dag {
+                let unknown = dag.check_connections(|name| known.iter().any(|k| k == name));
+                c.diagnostics.0.extend(unknown.0);
+            }
+        }
+    }
     let mut invalid = 0usize;
-    for file in files {
-        let (kind, diagnostics, summary) = check_file(file);
-        for d in &diagnostics.0 {
+    for (file, c) in files.iter().zip(&checked) {
+        for d in &c.diagnostics.0 {
             outln!("{d}");
         }
-        if diagnostics.has_errors() {
+        if c.diagnostics.has_errors() {
             invalid += 1;
         } else if !quiet {
-            outln!("{}: ok ({}{summary})", file.display(), kind.name());
+            outln!("{}: ok ({}{})", file.display(), c.kind.name(), c.summary);
         }
     }
     if invalid > 0 {
@@ -93,52 +123,58 @@ pub fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
     }
 }
 
-fn check_file(file: &Path) -> (FileKind, Diagnostics, String) {
+fn check_file(file: &Path) -> Checked {
+    let mut checked = Checked {
+        kind: FileKind::Application,
+        diagnostics: Diagnostics::new(),
+        summary: String::new(),
+        dag: None,
+        connections: Vec::new(),
+    };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
             let d = Diagnostic::error("", format!("cannot read the file: {e}")).with_file(file);
-            return (FileKind::Application, d.into(), String::new());
+            checked.diagnostics.push(d);
+            return checked;
         }
     };
-    let kind = detect(&text);
-    let (diagnostics, summary) = match kind {
+    checked.kind = detect(&text);
+    match checked.kind {
         FileKind::Application => match parse_application(&text, Some(file)) {
-            Ok(parsed) => (parsed.warnings, format!(", {}", parsed.job.name)),
-            Err(d) => (d, String::new()),
+            Ok(parsed) => {
+                checked.diagnostics = parsed.warnings;
+                checked.summary = format!(", {}", parsed.job.name);
+            }
+            Err(d) => checked.diagnostics = d,
         },
         FileKind::Pipeline => match load_dag_file(file) {
             Ok(dag) => {
-                let d = check_applications(&dag);
-                (
-                    d,
-                    format!(", {} with {} tasks", dag.dag_id, dag.tasks.len()),
-                )
+                checked.diagnostics = check_applications(&dag);
+                checked.summary = format!(", {} with {} tasks", dag.dag_id, dag.tasks.len());
+                checked.dag = Some(dag);
             }
-            Err(d) => (d, String::new()),
+            Err(d) => checked.diagnostics = d,
         },
         FileKind::Connections => {
             let mut registry = ConnectionRegistry::new();
             match registry.parse_yaml(&text, Some(file)) {
                 Ok(r) => {
-                    let names = r.names();
-                    (Diagnostics::new(), format!(", {}", names.join(", ")))
+                    checked.connections = r.names();
+                    checked.summary = format!(", {}", checked.connections.join(", "));
                 }
-                Err(d) => (d, String::new()),
+                Err(d) => checked.diagnostics = d,
             }
         }
         FileKind::Rules => match RoutingRules::from_yaml(&text, Some(file)) {
-            Ok(rules) => (
-                Diagnostics::new(),
-                format!(
-                    ", clusters {}",
-                    rules.cluster_ids().collect::<Vec<_>>().join(", ")
-                ),
-            ),
-            Err(d) => (d, String::new()),
+            Ok(rules) => {
+                let ids: Vec<&str> = rules.cluster_ids().collect();
+                checked.summary = format!(", clusters {}", ids.join(", "));
+            }
+            Err(d) => checked.diagnostics = d,
         },
-    };
-    (kind, diagnostics, summary)
+    }
+    checked
 }
 
 /// Checks the applications a valid pipeline's Spark tasks name. They are templates rendered at run

@@ -479,3 +479,29 @@ fn graph_with_an_unknown_format_is_a_usage_error() {
     ]);
     assert_eq!(out.code, 2, "{}", out.transcript());
 }
+
+#[test]
+fn validate_checks_pipeline_connections_against_the_connections_files_given() {
+    let ok = bpg(&[
+        "validate",
+        "examples/pipelines/healthtech.yaml",
+        "examples/connections/sim.yaml",
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let out = bpg(&[
+        "validate",
+        "bpg-cli/tests/data/unknown-connection.yaml",
+        "bpg-cli/tests/data/sim.yaml",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    insta::assert_snapshot!("validate_unknown_connection", out.transcript());
+    let from_env = bpg_with_env(
+        &[
+            "validate",
+            "bpg-cli/tests/data/unknown-connection.yaml",
+            "bpg-cli/tests/data/sim.yaml",
+        ],
+        &[("BPG_CONN_NOWHERE", "sim://")],
+    );
+    assert_eq!(from_env.code, 0, "{}", from_env.transcript());
+}
