@@ -4,7 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bpg_pipeline::{Runner, load_dag_file};
+use std::path::Path;
+use std::sync::Arc;
+
+use bpg_pipeline::{RunKey, RunStore, Runner, SqliteRunStore, load_dag_file};
 
 use crate::connections::registry;
 use crate::failure::Failure;
@@ -31,20 +34,6 @@ pub struct RunArgs {
 
 /// Runs the pipeline; exit 0 when the run succeeded, 1 when it failed.
 pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    if let Some(state) = &args.state {
-        // Honest refusal: without a durable store a "resumable" run would silently not be.
-        return Err(Failure::Config(format!(
-            "bpg: error: {} {}: this build has no durable run store (bpg-pipeline provides only \
-             the in-memory store; the SQLite store is not there yet), so --state and --resume \
-             cannot be honoured",
-            if args.resume {
-                "--resume --state"
-            } else {
-                "--state"
-            },
-            state.display()
-        )));
-    }
     let dag = load_dag_file(&args.pipeline).map_err(|d| Failure::invalid(&d))?;
     let registry = registry(args.connections.as_deref())?;
     let unknown = dag.check_connections(|name| registry.contains(name));
@@ -61,9 +50,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
+    let dag_id = dag.dag_id.clone();
     let mut runner = Runner::new(dag, registry);
     if let Some(id) = &args.run_id {
         runner = runner.run_id(id.clone());
+    }
+    if let Some(path) = &args.state {
+        let store = open_store(path, &dag_id, args.run_id.as_deref(), args.resume).await?;
+        runner = runner.store(Arc::new(store));
     }
     let mode = if args.quiet {
         Mode::Quiet
@@ -105,4 +99,60 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Opens the durable run store. A run id already in the store is not run again from scratch;
+/// resuming one needs the runner to reattach to its jobs, which bpg-pipeline does not do yet, so
+/// `--resume` reports what the store holds and stops rather than pretend.
+async fn open_store(
+    path: &Path,
+    dag_id: &str,
+    run_id: Option<&str>,
+    resume: bool,
+) -> Result<SqliteRunStore, Failure> {
+    let store = SqliteRunStore::open(path)
+        .await
+        .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
+    let Some(run_id) = run_id else {
+        return Ok(store);
+    };
+    let key = RunKey {
+        dag_id: dag_id.to_owned(),
+        run_id: run_id.to_owned(),
+    };
+    let stored = store
+        .load_run(&key)
+        .await
+        .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
+    match (stored, resume) {
+        (None, false) => Ok(store),
+        (None, true) => Err(Failure::Config(format!(
+            "bpg: error: --resume: no run {run_id} of {dag_id} in {}",
+            path.display()
+        ))),
+        (Some(stored), false) => Err(Failure::Config(format!(
+            "bpg: error: run {run_id} of {dag_id} is already in {} (state {}): give another --run-id, or --resume",
+            path.display(),
+            stored.run.state
+        ))),
+        (Some(stored), true) => {
+            let tasks: Vec<String> = stored
+                .tasks
+                .iter()
+                .map(|(id, t)| format!("{id}={} (try {})", t.state, t.try_number))
+                .collect();
+            Err(Failure::Config(format!(
+                "bpg: error: --resume: run {run_id} of {dag_id} is in {} (state {}; tasks: {}), but this \
+                 build's runner cannot reattach to a stored run yet (bpg-pipeline has no resume), so \
+                 nothing was run",
+                path.display(),
+                stored.run.state,
+                if tasks.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tasks.join(", ")
+                }
+            )))
+        }
+    }
 }

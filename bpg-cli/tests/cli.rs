@@ -420,20 +420,94 @@ fn run_with_a_connection_from_the_environment() {
 }
 
 #[test]
-fn run_with_state_says_the_durable_store_is_missing() {
+fn run_with_state_records_the_run_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("runs.db");
+    let db_arg = db.to_str().expect("utf-8 temp path");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--quiet",
+            "examples/pipelines/healthtech.yaml",
+            "--connections",
+            "examples/connections/sim.yaml",
+            "--state",
+            db_arg,
+            "--run-id",
+            "daily-1",
+        ];
+        args.extend_from_slice(extra);
+        bpg(&args)
+    };
+    let first = run(&[]);
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    assert!(db.exists());
+
+    let again = run(&[]);
+    assert_eq!(again.code, 2, "{}", again.transcript());
+    assert!(
+        again
+            .stderr
+            .contains("run daily-1 of healthtech_daily is already in")
+            && again.stderr.contains("(state success)"),
+        "{}",
+        again.stderr
+    );
+
+    // Resuming needs the runner to reattach, which it cannot yet: it says so and runs nothing.
+    let resume = run(&["--resume"]);
+    assert_eq!(resume.code, 2, "{}", resume.transcript());
+    assert!(
+        resume.stderr.contains("calculate_pi=success (try 1)")
+            && resume.stderr.contains("cannot reattach"),
+        "{}",
+        resume.stderr
+    );
+}
+
+#[test]
+fn run_resume_of_an_unknown_run_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("runs.db");
     let out = bpg(&[
         "run",
         "examples/pipelines/healthtech.yaml",
         "--connections",
         "examples/connections/sim.yaml",
         "--state",
-        "runs.db",
+        db.to_str().expect("utf-8 temp path"),
         "--run-id",
-        "r1",
+        "never-ran",
         "--resume",
     ]);
     assert_eq!(out.code, 2, "{}", out.transcript());
-    insta::assert_snapshot!("run_state_missing", out.transcript());
+    assert!(
+        out.stderr
+            .contains("--resume: no run never-ran of healthtech_daily in"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_with_a_state_file_that_is_not_sqlite_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_a_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_a_db,
+        "these are not the runs you are looking for\n".repeat(100),
+    )
+    .expect("write temp file");
+    let out = bpg(&[
+        "run",
+        "examples/pipelines/healthtech.yaml",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--state",
+        not_a_db.to_str().expect("utf-8 temp path"),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(out.stderr.contains("notes.txt"), "{}", out.stderr);
 }
 
 #[test]
