@@ -74,15 +74,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gateway.submissions().len()
     );
 
-    println!("\n{:<16} {:<22} {}", "task", "kubernetes", "gateway");
+    println!("\n{:<16} {:<22} gateway", "task", "kubernetes");
     let (k8s, bpg) = (outcomes(&before), outcomes(&after));
     for (task, (state, tries)) in &k8s {
         let (gw_state, gw_tries) = bpg.get(task).copied().unwrap_or_default();
-        println!(
-            "{task:<16} {:<22} {}",
-            format!("{state} (tries {tries})"),
-            format!("{gw_state} (tries {gw_tries})")
-        );
+        let k8s_outcome = format!("{state} (tries {tries})");
+        println!("{task:<16} {k8s_outcome:<22} {gw_state} (tries {gw_tries})");
     }
     if k8s != bpg {
         return Err("the task outcomes differ between the two backends".into());
