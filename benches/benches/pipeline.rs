@@ -4,6 +4,7 @@
 //! - `pipeline/run/*`: whole runs of 1k and 10k zero-duration Spark tasks on SimBackend (chain,
 //!   wide fan-out, layered). Throughput is in tasks; µs per task is printed after each group.
 //!   Targets: ≤ 5 µs per task, and a 10k chain ≤ 1.2× the per-task cost of a 1k chain.
+//! - `pipeline/sim_baseline/*`: SimBackend alone (submit and wait, no runner): the backend's share.
 //! - `pipeline/scheduler/*`: the pure scheduler alone on the same shapes.
 //! - `concurrent_10k` (after the criterion groups, when no filter excludes it): 10,000 Spark jobs
 //!   running at once for 20 s with 1 s status polling; prints peak RSS and CPU use.
@@ -152,6 +153,45 @@ fn per_task_micros(rt: &tokio::runtime::Runtime, dag: &Arc<Dag>) -> f64 {
     best
 }
 
+/// The backend's share of a task: submitting and waiting for 1k/10k zero-duration jobs on
+/// SimBackend directly, one after another, with no runner.
+fn backend_baseline(c: &mut Criterion) {
+    use bpg_core::{BackendExt, IdempotencyKey, SubmitOptions, WaitOptions};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("pipeline/sim_baseline");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(2));
+    let job = SparkJob::new("bench", AppType::Python, "3.5", "local:///bench.py");
+    for n in [1_000usize, 10_000] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("submit_and_wait", n), &n, |b, &n| {
+            b.iter_batched(
+                || zero_duration_sim().1,
+                |sim| {
+                    rt.block_on(async {
+                        for i in 0..n {
+                            let key = IdempotencyKey::for_task("bench", "bench", "t", i as u32);
+                            let options = SubmitOptions::new().with_idempotency_key(key);
+                            let (_, status) = sim
+                                .submit_and_wait(&job, &options, &WaitOptions::default())
+                                .await
+                                .expect("sim job");
+                            black_box(status);
+                        }
+                    });
+                    sim
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
 fn scheduler(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline/scheduler");
     group.sample_size(20);
@@ -255,6 +295,7 @@ fn concurrent_10k() {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     runs(&mut criterion);
+    backend_baseline(&mut criterion);
     scheduler(&mut criterion);
     criterion.final_summary();
     // The concurrency measurement runs unless a filter names other benchmarks only.

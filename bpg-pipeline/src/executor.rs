@@ -1,6 +1,7 @@
 //! The thin async executor: runs a DAG on the caller's tokio runtime, one [`tokio::task`] per
 //! attempt, with semaphores for `max_active_tasks` and pools and a cancellation token.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -24,10 +25,8 @@ use crate::dag::{ApplicationSource, CommandLine, CommandTask, Dag, SparkTask, Ta
 use crate::events::{Event, EventSink, EventStream, RunState, TaskState};
 use crate::report::{RunReport, TaskReport};
 use crate::scheduler::{AfterAttempt, AttemptOutcome, Graph, Scheduler, TaskIndex};
-use crate::store::{
-    InMemoryRunStore, RunKey, RunRecord, RunStore, SubmissionRecord, TaskStateChange,
-};
-use crate::template::Templates;
+use crate::store::{RunKey, RunRecord, RunStore, SubmissionRecord, TaskStateChange};
+use crate::template::{Templates, is_template};
 use crate::validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
 
 /// What happens to running Spark jobs and processes when the run is cancelled.
@@ -70,7 +69,7 @@ const LOG_DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub struct Runner {
     dag: Arc<Dag>,
     connections: Arc<ConnectionRegistry>,
-    store: Arc<dyn RunStore>,
+    store: Option<Arc<dyn RunStore>>,
     events: EventSink,
     cancel: CancellationToken,
     run_id: Option<String>,
@@ -86,7 +85,7 @@ impl Runner {
         Runner {
             dag: dag.into(),
             connections: connections.into(),
-            store: Arc::new(InMemoryRunStore::new()),
+            store: None,
             events: EventSink::new(4096),
             cancel: CancellationToken::new(),
             run_id: None,
@@ -121,9 +120,13 @@ impl Runner {
         self
     }
 
-    /// Records progress in `store` (default: in memory).
+    /// Records progress (task states, submissions before they are waited on, XCom) in `store`.
+    ///
+    /// Without one (the default) the run's state lives only in the runner's memory, which is
+    /// all a run that need not survive its process needs; pass a [`crate::InMemoryRunStore`] to
+    /// inspect it afterwards, or a durable store to resume after a crash.
     pub fn store(mut self, store: Arc<dyn RunStore>) -> Self {
-        self.store = store;
+        self.store = Some(store);
         self
     }
 
@@ -199,14 +202,16 @@ impl Runner {
             dag_id: dag.dag_id.clone(),
             run_id: run_id.clone(),
         };
-        self.store
-            .begin_run(&RunRecord {
-                key: key.clone(),
-                logical_date,
-                params,
-                state: RunState::Running,
-            })
-            .await?;
+        if let Some(store) = &self.store {
+            store
+                .begin_run(&RunRecord {
+                    key: key.clone(),
+                    logical_date,
+                    params,
+                    state: RunState::Running,
+                })
+                .await?;
+        }
 
         let xcoms = Arc::new(XComs::with_capacity(dag.tasks.len()));
         let mut pools: HashMap<String, Arc<Semaphore>> = dag
@@ -264,7 +269,7 @@ pub(crate) struct RunEnv {
     xcoms: Arc<XComs>,
     templates: Templates,
     events: EventSink,
-    store: Arc<dyn RunStore>,
+    store: Option<Arc<dyn RunStore>>,
     active: Arc<Semaphore>,
     task_pools: Vec<Option<(Arc<Semaphore>, u32)>>,
     poll_interval: Duration,
@@ -274,7 +279,9 @@ pub(crate) struct RunEnv {
 
 impl RunEnv {
     async fn push_xcom(&self, task_id: &Arc<str>, key: &str, value: serde_json::Value) {
-        if let Err(e) = self.store.put_xcom(&self.key, task_id, key, &value).await {
+        if let Some(store) = &self.store
+            && let Err(e) = store.put_xcom(&self.key, task_id, key, &value).await
+        {
             tracing::warn!(task = %task_id, key, error = %e, "run store refused an XCom value");
         }
         self.xcoms.push_shared(task_id, key, value);
@@ -470,16 +477,24 @@ impl Attempt {
     }
 
     /// The job this attempt submits: the application (rendered, parsed), args, and task labels.
-    async fn build_job(&self, spark: &SparkTask) -> std::result::Result<SparkJob, String> {
+    /// A job built in Rust with nothing to render or merge is used as it is.
+    async fn build_job<'a>(
+        &self,
+        spark: &'a SparkTask,
+    ) -> std::result::Result<Cow<'a, SparkJob>, String> {
         let env = &self.env;
         let task_id = self.task_id();
         let mut job = match &spark.application {
             ApplicationSource::Job(job) => {
+                let plain = spark.args.is_none()
+                    && spark.labels.is_empty()
+                    && !job.arguments.iter().any(|a| is_template(a));
+                if plain {
+                    return Ok(Cow::Borrowed(job));
+                }
                 let mut job = (**job).clone();
                 for arg in &mut job.arguments {
-                    if let std::borrow::Cow::Owned(s) =
-                        env.templates.render(arg, task_id, self.try_number)?
-                    {
+                    if let Cow::Owned(s) = env.templates.render(arg, task_id, self.try_number)? {
                         *arg = s;
                     }
                 }
@@ -507,12 +522,12 @@ impl Attempt {
                 .map(|a| {
                     env.templates
                         .render(a, task_id, self.try_number)
-                        .map(|s| s.into_owned())
+                        .map(Cow::into_owned)
                 })
                 .collect::<std::result::Result<_, _>>()?;
         }
         job.merge_labels(&spark.labels);
-        Ok(job)
+        Ok(Cow::Owned(job))
     }
 
     async fn run_spark(
@@ -541,17 +556,19 @@ impl Attempt {
             let submission = backend.submit(&job, &options).await?;
             let submission = submitted.get_or_init(|| submission);
             // Recorded before waiting, so a durable store can reattach after a crash.
-            env.store
-                .record_submission(
-                    &env.key,
-                    &task_id,
-                    &SubmissionRecord {
-                        connection: spark.connection.clone(),
-                        try_number: self.try_number,
-                        submission: submission.clone(),
-                    },
-                )
-                .await?;
+            if let Some(store) = &env.store {
+                store
+                    .record_submission(
+                        &env.key,
+                        &task_id,
+                        &SubmissionRecord {
+                            connection: spark.connection.clone(),
+                            try_number: self.try_number,
+                            submission: submission.clone(),
+                        },
+                    )
+                    .await?;
+            }
             let id = submission.id.to_string();
             let _ = self.notices.send(Notice::Submitted(self.index, id.clone()));
             if env.events.has_subscribers() {
@@ -906,7 +923,9 @@ impl Executor {
             RunState::Running => RunState::Failed,
             state => state,
         };
-        if let Err(e) = self.env.store.finish_run(&self.env.key, state).await {
+        if let Some(store) = &self.env.store
+            && let Err(e) = store.finish_run(&self.env.key, state).await
+        {
             tracing::warn!(error = %e, "run store refused the run's final state");
         }
         self.env.events.send(Event::RunFinished { state });
@@ -991,23 +1010,19 @@ impl Executor {
             return;
         }
         let changes = std::mem::take(&mut self.changes);
-        let records: Vec<TaskStateChange<'_>> = changes
-            .iter()
-            .map(|&(i, state)| TaskStateChange {
-                task_id: self.env.graph.id(i),
-                state,
-                try_number: self.scheduler.try_number(i),
-            })
-            .collect();
-        if let Err(e) = self
-            .env
-            .store
-            .set_task_states(&self.env.key, &records)
-            .await
-        {
-            tracing::warn!(error = %e, "run store refused task states");
+        if let Some(store) = &self.env.store {
+            let records: Vec<TaskStateChange<'_>> = changes
+                .iter()
+                .map(|&(i, state)| TaskStateChange {
+                    task_id: self.env.graph.id(i),
+                    state,
+                    try_number: self.scheduler.try_number(i),
+                })
+                .collect();
+            if let Err(e) = store.set_task_states(&self.env.key, &records).await {
+                tracing::warn!(error = %e, "run store refused task states");
+            }
         }
-        drop(records);
         if self.env.events.has_subscribers() {
             for &(i, state) in &changes {
                 let try_number = self.scheduler.try_number(i);
