@@ -19,5 +19,6 @@ pub fn registry(file: Option<&Path>) -> Result<ConnectionRegistry, Failure> {
     registry
         .load_env()
         .map_err(|d| Failure::config_diagnostics(&d))?;
+    tracing::debug!(file = ?file, connections = ?registry.names(), "connections loaded");
     Ok(registry)
 }

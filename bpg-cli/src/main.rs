@@ -170,10 +170,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) => {
+            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+                eprintln!("bpg: warning: RUST_LOG is not a valid filter ({e}); using `warn`");
+            }
+            EnvFilter::new("warn")
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -83,6 +83,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     interrupt.abort();
     let timings = display.await.unwrap_or_default();
     let report = result.map_err(|e| Failure::from_error("the run could not start", e))?;
+    tracing::info!(dag_id = %report.dag_id, run_id = %report.run_id, state = %report.state, "run finished");
     if let Some(path) = &args.json {
         report.write_json(path).map_err(|e| {
             Failure::Config(format!(

@@ -579,3 +579,32 @@ fn validate_checks_pipeline_connections_against_the_connections_files_given() {
     );
     assert_eq!(from_env.code, 0, "{}", from_env.transcript());
 }
+
+#[test]
+fn rust_log_turns_on_tracing_and_a_bad_filter_is_reported() {
+    let args = [
+        "run",
+        "--quiet",
+        "examples/pipelines/healthtech.yaml",
+        "--connections",
+        "examples/connections/sim.yaml",
+    ];
+    let quiet = bpg(&args);
+    assert_eq!(quiet.code, 0, "{}", quiet.transcript());
+    assert_eq!(quiet.stderr, "");
+    let traced = bpg_with_env(&args, &[("RUST_LOG", "bpg=debug")]);
+    assert_eq!(traced.code, 0, "{}", traced.transcript());
+    assert!(
+        traced.stderr.contains("connections loaded"),
+        "{}",
+        traced.stderr
+    );
+    assert!(traced.stderr.contains("run finished"), "{}", traced.stderr);
+    let bad = bpg_with_env(&args, &[("RUST_LOG", "bpg=[")]);
+    assert_eq!(bad.code, 0, "{}", bad.transcript());
+    assert!(
+        bad.stderr.contains("RUST_LOG is not a valid filter"),
+        "{}",
+        bad.stderr
+    );
+}
