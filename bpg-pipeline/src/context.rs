@@ -1,5 +1,6 @@
 //! What a running task sees: its identity, run parameters, XCom, a log, and cancellation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -40,7 +41,7 @@ impl From<bpg_core::Error> for TaskError {
 #[derive(Debug, Default)]
 pub struct XComs {
     // Few keys per task: a short list beats a map per task. Task ids are shared with the DAG's.
-    values: Mutex<HashMap<Arc<str>, Vec<(Box<str>, serde_json::Value)>>>,
+    values: Mutex<HashMap<Arc<str>, Vec<(Cow<'static, str>, serde_json::Value)>>>,
 }
 
 impl XComs {
@@ -58,17 +59,22 @@ impl XComs {
 
     /// Stores `value` under (`task_id`, `key`), replacing any earlier one.
     pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
-        self.push_shared(&Arc::from(task_id), key, value);
+        self.push_shared(&Arc::from(task_id), Cow::Owned(key.to_owned()), value);
     }
 
-    pub(crate) fn push_shared(&self, task_id: &Arc<str>, key: &str, value: serde_json::Value) {
+    pub(crate) fn push_shared(
+        &self,
+        task_id: &Arc<str>,
+        key: Cow<'static, str>,
+        value: serde_json::Value,
+    ) {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         let list = values
             .entry(task_id.clone())
             .or_insert_with(|| Vec::with_capacity(3));
-        match list.iter_mut().find(|(k, _)| &**k == key) {
+        match list.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
-            None => list.push((key.into(), value)),
+            None => list.push((key, value)),
         }
     }
 
@@ -160,7 +166,8 @@ impl TaskContext {
 
     /// Pushes a value for downstream tasks.
     pub fn xcom_push(&self, key: &str, value: serde_json::Value) {
-        self.xcoms.push_shared(&self.task_id, key, value);
+        self.xcoms
+            .push_shared(&self.task_id, Cow::Owned(key.to_owned()), value);
     }
 
     /// Writes a line to the task log.

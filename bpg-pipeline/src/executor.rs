@@ -27,7 +27,7 @@ use crate::report::{RunReport, TaskReport};
 use crate::scheduler::{AfterAttempt, AttemptOutcome, Graph, Scheduler, TaskIndex};
 use crate::store::{RunKey, RunRecord, RunStore, SubmissionRecord, TaskStateChange};
 use crate::template::{Templates, is_template};
-use crate::validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
+use crate::validate::{self, DEFAULT_POOL, DEFAULT_POOL_SLOTS};
 
 /// What happens to running Spark jobs and processes when the run is cancelled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,13 +160,20 @@ impl Runner {
     /// built, a run store that refuses the run. Task failures are in the report.
     pub async fn run(self) -> Result<RunReport> {
         let dag = self.dag.clone();
-        let unknown = dag.check_connections(|name| self.connections.contains(name));
-        let mut problems: Diagnostics = dag.validate();
-        problems.0.extend(unknown);
+        let graph = Arc::new(Graph::new(&dag));
+        // Built DAGs were validated already; the full validation runs again only to explain a
+        // DAG changed since into something that cannot run.
+        let mut problems = if validate::runnable(&dag, &graph) {
+            Diagnostics::new()
+        } else {
+            dag.validate()
+        };
+        problems
+            .0
+            .extend(dag.check_connections(|name| self.connections.contains(name)));
         if problems.has_errors() {
             return Err(Error::InvalidSpec(problems));
         }
-        let graph = Arc::new(Graph::new(&dag));
 
         let mut backends_by_name: HashMap<&str, Arc<dyn Backend>> = HashMap::new();
         let mut backends = Vec::with_capacity(dag.tasks.len());
@@ -278,13 +285,13 @@ pub(crate) struct RunEnv {
 }
 
 impl RunEnv {
-    async fn push_xcom(&self, task_id: &Arc<str>, key: &str, value: serde_json::Value) {
+    async fn push_xcom(&self, task_id: &Arc<str>, key: &'static str, value: serde_json::Value) {
         if let Some(store) = &self.store
             && let Err(e) = store.put_xcom(&self.key, task_id, key, &value).await
         {
             tracing::warn!(task = %task_id, key, error = %e, "run store refused an XCom value");
         }
-        self.xcoms.push_shared(task_id, key, value);
+        self.xcoms.push_shared(task_id, Cow::Borrowed(key), value);
     }
 }
 
@@ -569,7 +576,7 @@ impl Attempt {
                     )
                     .await?;
             }
-            let id = submission.id.to_string();
+            let id = submission.id.as_str().to_owned();
             let _ = self.notices.send(Notice::Submitted(self.index, id.clone()));
             if env.events.has_subscribers() {
                 env.events.send(Event::TaskSubmitted {

@@ -26,6 +26,7 @@ pub struct Graph {
     rules: Vec<TriggerRule>,
     retry: Vec<RetryPolicy>,
     dag_id: Arc<str>,
+    sound: bool,
 }
 
 impl Graph {
@@ -41,11 +42,16 @@ impl Graph {
         let mut upstream_count = vec![0u32; n];
         let mut out_degree = vec![0u32; n];
         let mut edges: Vec<(u32, u32)> = Vec::new();
+        let mut sound = index.len() == n;
         for (i, task) in dag.tasks.iter().enumerate() {
             let mut ups: Vec<u32> = task
                 .depends_on
                 .iter()
-                .filter_map(|d| index.get(d.as_str()).map(|&u| u as u32))
+                .filter_map(|d| {
+                    let u = index.get(d.as_str()).map(|&u| u as u32);
+                    sound &= u.is_some_and(|u| u as usize != i);
+                    u
+                })
                 .filter(|&u| u as usize != i)
                 .collect();
             ups.sort_unstable();
@@ -83,7 +89,7 @@ impl Graph {
             .iter()
             .map(|t| t.retry_policy(&dag.default_args))
             .collect();
-        Graph {
+        let mut graph = Graph {
             ids,
             index,
             upstream_count,
@@ -92,7 +98,33 @@ impl Graph {
             rules,
             retry,
             dag_id: Arc::from(dag.dag_id.as_str()),
+            sound,
+        };
+        graph.sound = graph.sound && graph.is_acyclic();
+        graph
+    }
+
+    /// Kahn's algorithm over the compiled edges: O(tasks + edges).
+    fn is_acyclic(&self) -> bool {
+        let mut pending = self.upstream_count.clone();
+        let mut ready: Vec<TaskIndex> = (0..self.len()).filter(|&i| pending[i] == 0).collect();
+        let mut seen = 0;
+        while let Some(t) = ready.pop() {
+            seen += 1;
+            for d in self.downstream(t) {
+                pending[d] -= 1;
+                if pending[d] == 0 {
+                    ready.push(d);
+                }
+            }
         }
+        seen == self.len()
+    }
+
+    /// True when ids are unique, every dependency names another task, and there is no cycle:
+    /// what the scheduler needs. [`Dag::validate`] explains what is wrong when it is not.
+    pub fn is_sound(&self) -> bool {
+        self.sound
     }
 
     /// Number of tasks.
@@ -784,6 +816,19 @@ mod tests {
         });
         assert!(states.iter().all(|(_, st)| *st == K), "{states:?}");
         assert_eq!(s.run_state(), RunState::Success);
+    }
+
+    #[test]
+    fn graph_soundness_catches_dags_changed_after_validation() {
+        let mut dag = seed(TriggerRule::AllSuccess);
+        assert!(Graph::new(&dag).is_sound());
+        dag.tasks[0].depends_on.push("end".into());
+        assert!(!Graph::new(&dag).is_sound(), "cycle");
+        dag.tasks[0].depends_on = vec!["ghost".into()];
+        assert!(!Graph::new(&dag).is_sound(), "unknown dependency");
+        dag.tasks[0].depends_on.clear();
+        dag.tasks[1].id = "start".into();
+        assert!(!Graph::new(&dag).is_sound(), "duplicate id");
     }
 
     #[test]

@@ -327,6 +327,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The cheap checks the executor needs before running an already built DAG: a sound graph,
+/// at least one task slot, and pools that exist and are big enough. When this fails,
+/// [`validate`] says why.
+pub(crate) fn runnable(dag: &Dag, graph: &crate::scheduler::Graph) -> bool {
+    graph.is_sound()
+        && !dag.tasks.is_empty()
+        && dag.max_active_tasks > 0
+        && dag.pools.values().all(|&slots| slots > 0)
+        && dag.tasks.iter().all(|t| {
+            t.pool_slots > 0
+                && match t.pool.as_ref().or(dag.default_args.pool.as_ref()) {
+                    None => true,
+                    Some(pool) => dag
+                        .pools
+                        .get(pool)
+                        .copied()
+                        .or((pool == DEFAULT_POOL).then_some(DEFAULT_POOL_SLOTS))
+                        .is_some_and(|slots| t.pool_slots <= slots),
+                }
+        })
+}
+
 pub(crate) fn check_connections(dag: &Dag, known: impl Fn(&str) -> bool) -> Diagnostics {
     let mut out = Diagnostics::new();
     for (i, task) in dag.tasks.iter().enumerate() {

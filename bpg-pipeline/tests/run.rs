@@ -674,6 +674,21 @@ async fn connections_come_from_files_and_unknown_ones_are_located_errors() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dag_changed_into_a_cycle_after_building_is_refused_with_the_cycle() {
+    let mut dag = load_dag_file(data("seed_pipeline.yaml")).unwrap();
+    dag.tasks[0].depends_on.push("end".into());
+    let err = Runner::new(dag, registry(Arc::new(SimBackend::new())))
+        .run()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dependency cycle: start -> calculate_pi -> statistics_calc -> end -> start"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn default_args_apply_to_tasks() {
     let dag = Dag::builder("defaults")
         .default_args(
