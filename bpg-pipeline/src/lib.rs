@@ -8,9 +8,11 @@
 //! runs (trigger rules, eager `upstream_failed`/`skipped` marking, retries with backoff) and a thin
 //! async executor runs it on the caller's tokio runtime.
 
+pub mod backend_factories;
 mod connections;
 mod context;
 mod dag;
+mod dag_scheduler;
 mod events;
 mod executor;
 #[cfg(feature = "postgres")]
@@ -28,6 +30,9 @@ mod yaml;
 
 pub use connections::{
     BackendFactory, Connection, ConnectionRegistry, ENV_PREFIX, SecretRef, SimFactory,
+};
+pub use dag_scheduler::{
+    DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
 };
 pub use executor::{CancelPolicy, Runner};
 #[cfg(feature = "postgres")]

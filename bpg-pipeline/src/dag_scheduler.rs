@@ -1,0 +1,662 @@
+//! [`DagScheduler`]: a long-running service that creates runs of a set of DAGs on their schedules
+//! (and on manual triggers), runs them with [`Runner`] against one [`RunStore`], and shuts down
+//! gracefully.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use bpg_core::{Diagnostic, Diagnostics, Error, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::connections::ConnectionRegistry;
+use crate::dag::Dag;
+use crate::events::RunState;
+use crate::executor::{CancelPolicy, Runner};
+use crate::report::RunReport;
+use crate::schedule::{DataInterval, Schedule, ScheduleBounds, is_scheduled_run_id};
+use crate::store::{InMemoryRunStore, RunKey, RunStore};
+
+/// Default for `max_active_runs` (Airflow's `max_active_runs_per_dag`).
+pub const DEFAULT_MAX_ACTIVE_RUNS: usize = 16;
+
+/// A DAG with what the scheduler needs beyond the DAG itself: its parsed schedule, start and end
+/// dates, catchup and `max_active_runs`.
+#[derive(Clone, Debug)]
+pub struct ScheduledDag {
+    dag: Arc<Dag>,
+    schedule: Option<Schedule>,
+    bounds: ScheduleBounds,
+    max_active_runs: usize,
+}
+
+impl ScheduledDag {
+    /// Takes the schedule and `catchup` from the DAG. A DAG without a schedule runs only when
+    /// triggered. An invalid schedule is an error naming the DAG's file and the `schedule` field.
+    pub fn new(dag: impl Into<Arc<Dag>>) -> std::result::Result<Self, Diagnostics> {
+        let dag = dag.into();
+        let schedule = match &dag.schedule {
+            Some(text) => match text.parse::<Schedule>() {
+                Ok(schedule) => Some(schedule),
+                Err(e) => {
+                    let mut d = Diagnostic::error("schedule", e.to_string());
+                    if let Some(file) = &dag.source.file {
+                        d = d.with_file(file);
+                    }
+                    if let Some((line, column)) = dag.source.position("schedule") {
+                        d = d.at(line, column);
+                    }
+                    return Err(Diagnostics::from(d));
+                }
+            },
+            None => None,
+        };
+        Ok(ScheduledDag {
+            bounds: ScheduleBounds {
+                start_date: None,
+                end_date: None,
+                catchup: dag.catchup,
+            },
+            dag,
+            schedule,
+            max_active_runs: DEFAULT_MAX_ACTIVE_RUNS,
+        })
+    }
+
+    /// Loads every `*.yaml`/`*.yml` pipeline file of `dir` (not recursively), in name order.
+    /// Every problem in every file is reported, and two files may not declare the same `dag_id`.
+    pub fn load_dir(dir: impl AsRef<Path>) -> std::result::Result<Vec<ScheduledDag>, Diagnostics> {
+        let dir = dir.as_ref();
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Diagnostics::from(
+                Diagnostic::error("", format!("cannot read the pipeline folder: {e}"))
+                    .with_file(dir),
+            )
+        })?;
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        let mut problems = Diagnostics::new();
+        let mut dags: Vec<ScheduledDag> = Vec::new();
+        let mut seen: HashMap<String, std::path::PathBuf> = HashMap::new();
+        for file in files {
+            let loaded = crate::yaml::load_dag_file(&file).and_then(ScheduledDag::new);
+            match loaded {
+                Ok(dag) => match seen.get(&dag.dag.dag_id) {
+                    Some(first) => problems.push(
+                        Diagnostic::error(
+                            "dag_id",
+                            format!(
+                                "dag_id {:?} is already declared in {}; each DAG needs its own id",
+                                dag.dag.dag_id,
+                                first.display()
+                            ),
+                        )
+                        .with_file(&file),
+                    ),
+                    None => {
+                        seen.insert(dag.dag.dag_id.clone(), file.clone());
+                        dags.push(dag);
+                    }
+                },
+                Err(d) => problems.0.extend(d.0),
+            }
+        }
+        if problems.has_errors() {
+            Err(problems)
+        } else {
+            Ok(dags)
+        }
+    }
+
+    /// Replaces the schedule (`None`: manual triggers only).
+    pub fn schedule(mut self, schedule: Option<Schedule>) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// No interval starts before `date`; with `catchup`, intervals since `date` are run.
+    pub fn start_date(mut self, date: DateTime<Utc>) -> Self {
+        self.bounds.start_date = Some(date);
+        self
+    }
+
+    /// No interval starts after `date`.
+    pub fn end_date(mut self, date: DateTime<Utc>) -> Self {
+        self.bounds.end_date = Some(date);
+        self
+    }
+
+    /// Runs every missed interval since the start date, not only the latest (default: the DAG's
+    /// `catchup`, off unless set).
+    pub fn catchup(mut self, on: bool) -> Self {
+        self.bounds.catchup = on;
+        self
+    }
+
+    /// At most `n` runs of this DAG at once, scheduled and manual together (default 16; at
+    /// least 1).
+    pub fn max_active_runs(mut self, n: usize) -> Self {
+        self.max_active_runs = n.max(1);
+        self
+    }
+
+    /// The DAG.
+    pub fn dag(&self) -> &Arc<Dag> {
+        &self.dag
+    }
+
+    /// The schedule, if the DAG has one.
+    pub fn schedule_ref(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
+    }
+}
+
+/// A manual run to trigger through a [`SchedulerHandle`].
+#[derive(Clone, Debug, Default)]
+pub struct ManualRun {
+    params: serde_json::Map<String, serde_json::Value>,
+    logical_date: Option<DateTime<Utc>>,
+    run_id: Option<String>,
+}
+
+impl ManualRun {
+    /// A run with the DAG's params, at the current time.
+    pub fn new() -> Self {
+        ManualRun::default()
+    }
+
+    /// Overrides a DAG param for this run.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.params.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the logical date (default: the time of the trigger).
+    pub fn logical_date(mut self, date: DateTime<Utc>) -> Self {
+        self.logical_date = Some(date);
+        self
+    }
+
+    /// Sets the run id (default `manual__<logical date>`).
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+}
+
+struct TriggerRequest {
+    dag_id: String,
+    run: ManualRun,
+    reply: oneshot::Sender<Result<String>>,
+}
+
+/// Triggers manual runs on a running [`DagScheduler`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SchedulerHandle {
+    tx: mpsc::UnboundedSender<TriggerRequest>,
+}
+
+impl SchedulerHandle {
+    /// Queues a manual run of `dag_id` and returns its run id. It starts as soon as the DAG's
+    /// `max_active_runs` allows. Errors for an unknown DAG, a run id already used, or a
+    /// scheduler that has stopped.
+    pub async fn trigger(&self, dag_id: &str, run: ManualRun) -> Result<String> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Error::Unavailable {
+            message: "the DAG scheduler has stopped".into(),
+        };
+        self.tx
+            .send(TriggerRequest {
+                dag_id: dag_id.to_owned(),
+                run,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// What the scheduler did.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SchedulerEvent {
+    /// A run was created and started (or, at start-up, an unfinished run was resumed).
+    RunStarted {
+        /// DAG id.
+        dag_id: String,
+        /// Run id.
+        run_id: String,
+        /// Logical date.
+        logical_date: DateTime<Utc>,
+        /// The data interval, for scheduled runs.
+        data_interval: Option<DataInterval>,
+    },
+    /// A run ended (or was interrupted by shutdown).
+    RunFinished(Box<RunReport>),
+    /// A run could not start (an unknown connection, a store that refused it).
+    RunNotStarted {
+        /// DAG id.
+        dag_id: String,
+        /// Run id.
+        run_id: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Runs a set of DAGs on their schedules until asked to stop.
+///
+/// Times come from a clock that starts at the wall-clock time (or [`DagScheduler::start_time`])
+/// and advances with tokio's clock, so tests on a paused clock see days pass in milliseconds.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use bpg_pipeline::{ConnectionRegistry, Dag, DagScheduler, InMemoryRunStore, RunStore, ScheduledDag, Task};
+/// use chrono::{TimeZone, Utc};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let dag = Dag::builder("hourly").schedule("@hourly").task(Task::empty("tick")).build().unwrap();
+/// let store = Arc::new(InMemoryRunStore::new());
+/// let scheduler = DagScheduler::new(ConnectionRegistry::new())
+///     .store(store.clone())
+///     .start_time(Utc.with_ymd_and_hms(2025, 1, 1, 0, 30, 0).unwrap())
+///     .dag(ScheduledDag::new(dag).unwrap());
+/// let stop = CancellationToken::new();
+/// let service = tokio::spawn(scheduler.run(stop.clone()));
+/// tokio::time::sleep(Duration::from_secs(2 * 3600)).await; // 02:30 on the scheduler's clock
+/// stop.cancel();
+/// service.await.unwrap().unwrap();
+/// // No catchup: at 00:30 the latest complete interval, [23:00, 00:00), runs at once; then
+/// // [00:00, 01:00) runs at 01:00 and [01:00, 02:00) at 02:00.
+/// let runs = store.list_runs("hourly").await.unwrap();
+/// let ids: Vec<_> = runs.iter().map(|r| r.key.run_id.as_str()).collect();
+/// assert_eq!(
+///     ids,
+///     [
+///         "scheduled__2024-12-31T23:00:00Z",
+///         "scheduled__2025-01-01T00:00:00Z",
+///         "scheduled__2025-01-01T01:00:00Z",
+///     ]
+/// );
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct DagScheduler {
+    dags: Vec<ScheduledDag>,
+    connections: Arc<ConnectionRegistry>,
+    store: Arc<dyn RunStore>,
+    on_shutdown: CancelPolicy,
+    start_time: Option<DateTime<Utc>>,
+    resume_unfinished: bool,
+    triggers_tx: mpsc::UnboundedSender<TriggerRequest>,
+    triggers: mpsc::UnboundedReceiver<TriggerRequest>,
+    events: broadcast::Sender<SchedulerEvent>,
+}
+
+/// The scheduler's clock: wall-clock time that advances with tokio's clock.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    base_utc: DateTime<Utc>,
+    base_instant: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = Instant::now().saturating_duration_since(self.base_instant);
+        self.base_utc + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
+    }
+
+    fn instant_at(&self, t: DateTime<Utc>) -> Instant {
+        match (t - self.base_utc).to_std() {
+            Ok(ahead) => self.base_instant + ahead,
+            Err(_) => self.base_instant,
+        }
+    }
+}
+
+/// One DAG's state in the scheduler loop.
+struct DagSlot {
+    dag: ScheduledDag,
+    /// The latest scheduled run's data interval.
+    last: Option<DataInterval>,
+    active: usize,
+    manual: VecDeque<(
+        String,
+        DateTime<Utc>,
+        serde_json::Map<String, serde_json::Value>,
+    )>,
+}
+
+/// A run task's outcome.
+type Started = Result<RunReport>;
+
+impl DagScheduler {
+    /// A scheduler with no DAGs yet, an in-memory store, and the shutdown policy
+    /// [`CancelPolicy::CancelJobs`].
+    pub fn new(connections: impl Into<Arc<ConnectionRegistry>>) -> Self {
+        let (triggers_tx, triggers) = mpsc::unbounded_channel();
+        DagScheduler {
+            dags: Vec::new(),
+            connections: connections.into(),
+            store: Arc::new(InMemoryRunStore::new()),
+            on_shutdown: CancelPolicy::CancelJobs,
+            start_time: None,
+            resume_unfinished: true,
+            triggers_tx,
+            triggers,
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Adds a DAG.
+    pub fn dag(mut self, dag: ScheduledDag) -> Self {
+        self.dags.push(dag);
+        self
+    }
+
+    /// Adds DAGs (e.g. from [`ScheduledDag::load_dir`]).
+    pub fn dags(mut self, dags: impl IntoIterator<Item = ScheduledDag>) -> Self {
+        self.dags.extend(dags);
+        self
+    }
+
+    /// Records runs in `store` (default: in memory). With a durable store the scheduler picks up
+    /// where a previous one stopped: it never re-creates a scheduled interval already in the store.
+    pub fn store(mut self, store: Arc<dyn RunStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// What stopping does to running Spark jobs: cancel them (default), or leave them running
+    /// for a later scheduler or `bpg run --resume` on the same durable store to reattach.
+    pub fn on_shutdown(mut self, policy: CancelPolicy) -> Self {
+        self.on_shutdown = policy;
+        self
+    }
+
+    /// The wall-clock time the scheduler starts at (default: now). Tests set it with a paused
+    /// tokio clock to step through days.
+    pub fn start_time(mut self, t: DateTime<Utc>) -> Self {
+        self.start_time = Some(t);
+        self
+    }
+
+    /// Whether runs the store holds as `running` at start-up (a scheduler stopped with
+    /// [`CancelPolicy::LeaveRunning`], or one that crashed) are run again under their run ids
+    /// (default: yes). They count towards `max_active_runs`.
+    pub fn resume_unfinished(mut self, on: bool) -> Self {
+        self.resume_unfinished = on;
+        self
+    }
+
+    /// A handle for manual triggers, usable while [`DagScheduler::run`] runs.
+    pub fn handle(&self) -> SchedulerHandle {
+        SchedulerHandle {
+            tx: self.triggers_tx.clone(),
+        }
+    }
+
+    /// Subscribes to what the scheduler does. Subscribe before [`DagScheduler::run`].
+    pub fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops the runs in flight as the shutdown policy
+    /// says and returns once they have ended. Errors only when start-up fails (two DAGs with one
+    /// id, a store that cannot be read).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let DagScheduler {
+            dags,
+            connections,
+            store,
+            on_shutdown,
+            start_time,
+            resume_unfinished,
+            triggers_tx,
+            mut triggers,
+            events,
+        } = self;
+        drop(triggers_tx);
+        let clock = Clock {
+            base_utc: start_time.unwrap_or_else(Utc::now),
+            base_instant: Instant::now(),
+        };
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for (i, d) in dags.iter().enumerate() {
+            if by_id.insert(d.dag.dag_id.clone(), i).is_some() {
+                return Err(Error::Config {
+                    message: format!("two DAGs have the id {:?}", d.dag.dag_id),
+                });
+            }
+        }
+        let mut ctx = Context {
+            connections,
+            store,
+            on_shutdown,
+            events,
+            join: JoinSet::new(),
+            tokens: HashMap::new(),
+        };
+        let mut slots = Vec::with_capacity(dags.len());
+        for (index, dag) in dags.into_iter().enumerate() {
+            let runs = ctx.store.list_runs(&dag.dag.dag_id).await?;
+            let last = match &dag.schedule {
+                Some(schedule) => runs
+                    .iter()
+                    .filter(|r| is_scheduled_run_id(&r.key.run_id))
+                    .map(|r| r.logical_date)
+                    .max()
+                    .and_then(|date| schedule.interval_starting(date)),
+                None => None,
+            };
+            let mut slot = DagSlot {
+                dag,
+                last,
+                active: 0,
+                manual: VecDeque::new(),
+            };
+            if resume_unfinished {
+                for run in runs.into_iter().filter(|r| r.state == RunState::Running) {
+                    tracing::info!(dag = %run.key.dag_id, run = %run.key.run_id, "resuming an unfinished run");
+                    ctx.start(
+                        index,
+                        &mut slot,
+                        run.key.run_id,
+                        run.logical_date,
+                        run.params,
+                        None,
+                    );
+                }
+            }
+            slots.push(slot);
+        }
+
+        loop {
+            let now = clock.now();
+            let mut wake: Option<DateTime<Utc>> = None;
+            for (index, slot) in slots.iter_mut().enumerate() {
+                while slot.active < slot.dag.max_active_runs {
+                    let Some((run_id, date, params)) = slot.manual.pop_front() else {
+                        break;
+                    };
+                    ctx.start(index, slot, run_id, date, params, None);
+                }
+                let Some(schedule) = slot.dag.schedule.clone() else {
+                    continue;
+                };
+                while slot.active < slot.dag.max_active_runs {
+                    let Some(info) =
+                        schedule.next_dagrun_info(slot.last.as_ref(), &slot.dag.bounds, now)
+                    else {
+                        break;
+                    };
+                    if info.run_after > now {
+                        wake = Some(wake.map_or(info.run_after, |w| w.min(info.run_after)));
+                        break;
+                    }
+                    slot.last = Some(info.data_interval);
+                    let run_id = crate::schedule::scheduled_run_id(info.logical_date);
+                    ctx.start(
+                        index,
+                        slot,
+                        run_id,
+                        info.logical_date,
+                        serde_json::Map::new(),
+                        Some(info.data_interval),
+                    );
+                }
+            }
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(clock.instant_at(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = ctx.join.join_next_with_id(), if !ctx.join.is_empty() => {
+                    ctx.finished(&mut slots, done);
+                }
+                Some(request) = triggers.recv() => {
+                    let answer = queue_manual(&ctx, &mut slots, &by_id, request.dag_id, request.run, clock.now()).await;
+                    let _ = request.reply.send(answer);
+                }
+                _ = sleep => {}
+            }
+        }
+
+        tracing::info!(policy = ?ctx.on_shutdown, runs = ctx.tokens.len(), "the DAG scheduler is stopping");
+        triggers.close();
+        for (_, _, token) in ctx.tokens.values() {
+            token.cancel();
+        }
+        while let Some(done) = ctx.join.join_next_with_id().await {
+            ctx.finished(&mut slots, done);
+        }
+        Ok(())
+    }
+}
+
+/// Checks and queues a manual run; answers its run id.
+async fn queue_manual(
+    ctx: &Context,
+    slots: &mut [DagSlot],
+    by_id: &HashMap<String, usize>,
+    dag_id: String,
+    run: ManualRun,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let Some(&index) = by_id.get(&dag_id) else {
+        return Err(Error::NotFound {
+            what: format!("DAG {dag_id:?} in the scheduler"),
+        });
+    };
+    let logical_date = run.logical_date.unwrap_or(now);
+    let run_id = run.run_id.unwrap_or_else(|| {
+        format!(
+            "manual__{}",
+            logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    });
+    let key = RunKey {
+        dag_id: dag_id.clone(),
+        run_id: run_id.clone(),
+    };
+    let queued = slots[index].manual.iter().any(|(id, _, _)| *id == run_id);
+    if queued || ctx.store.load_run(&key).await?.is_some() {
+        return Err(Error::Conflict {
+            message: format!("DAG {dag_id:?} already has a run {run_id:?}"),
+        });
+    }
+    slots[index]
+        .manual
+        .push_back((run_id.clone(), logical_date, run.params));
+    Ok(run_id)
+}
+
+/// What starting and finishing runs needs.
+struct Context {
+    connections: Arc<ConnectionRegistry>,
+    store: Arc<dyn RunStore>,
+    on_shutdown: CancelPolicy,
+    events: broadcast::Sender<SchedulerEvent>,
+    join: JoinSet<Started>,
+    /// The runs in flight by task: DAG index, run id, cancellation token.
+    tokens: HashMap<tokio::task::Id, (usize, String, CancellationToken)>,
+}
+
+impl Context {
+    fn start(
+        &mut self,
+        index: usize,
+        slot: &mut DagSlot,
+        run_id: String,
+        logical_date: DateTime<Utc>,
+        params: serde_json::Map<String, serde_json::Value>,
+        data_interval: Option<DataInterval>,
+    ) {
+        let dag = slot.dag.dag.clone();
+        let mut runner = Runner::new(dag.clone(), self.connections.clone())
+            .store(self.store.clone())
+            .run_id(run_id.clone())
+            .logical_date(logical_date)
+            .on_cancel(self.on_shutdown);
+        for (k, v) in params {
+            runner = runner.param(k, v);
+        }
+        let token = runner.cancellation_token();
+        slot.active += 1;
+        let _ = self.events.send(SchedulerEvent::RunStarted {
+            dag_id: dag.dag_id.clone(),
+            run_id: run_id.clone(),
+            logical_date,
+            data_interval,
+        });
+        let task = self.join.spawn(runner.run());
+        self.tokens.insert(task.id(), (index, run_id, token));
+    }
+
+    fn finished(
+        &mut self,
+        slots: &mut [DagSlot],
+        done: std::result::Result<(tokio::task::Id, Started), tokio::task::JoinError>,
+    ) {
+        let (id, result) = match done {
+            Ok((id, result)) => (id, result),
+            Err(e) => (
+                e.id(),
+                Err(Error::Cancelled {
+                    what: format!("the run task ended: {e}"),
+                }),
+            ),
+        };
+        let Some((index, run_id, _)) = self.tokens.remove(&id) else {
+            return;
+        };
+        let slot = &mut slots[index];
+        slot.active = slot.active.saturating_sub(1);
+        let event = match result {
+            Ok(report) => SchedulerEvent::RunFinished(Box::new(report)),
+            Err(e) => {
+                tracing::warn!(dag = %slot.dag.dag.dag_id, run = %run_id, error = %e, "a run could not start");
+                SchedulerEvent::RunNotStarted {
+                    dag_id: slot.dag.dag.dag_id.clone(),
+                    run_id,
+                    error: e.to_string(),
+                }
+            }
+        };
+        let _ = self.events.send(event);
+    }
+}
