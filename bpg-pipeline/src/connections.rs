@@ -2,8 +2,9 @@
 //!
 //! A connection is a URL plus options, from a connections YAML file or a `BPG_CONN_<NAME>`
 //! environment variable. The URL's scheme picks a [`BackendFactory`]; `sim://` is built in, the
-//! others (`bpg+http(s)://`, `k8s://`, `emr://`, `local://`, `routed://`) are registered by
-//! bpg-backends. Backends are built on first use and shared.
+//! others (`bpg+http(s)://`, `k8s://`, `emr://`, `local://`, `routed://`) build bpg-backends'
+//! backends and are registered per cargo feature (see `backend_factories`). Backends are built on
+//! first use and shared.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -157,11 +158,11 @@ impl BackendFactory for SimFactory {
 /// Where a scheme's factory comes from, for the error when it is not registered.
 fn provider_hint(scheme: &str) -> &'static str {
     match scheme {
-        "bpg+http" | "bpg+https" => "the `gateway` cargo feature of bpg-backends",
-        "k8s" => "the `k8s` cargo feature of bpg-backends",
-        "emr" => "the `emr` cargo feature of bpg-backends",
-        "local" => "the `local` cargo feature of bpg-backends",
-        "routed" => "bpg-backends (routed backends are always built)",
+        "bpg+http" | "bpg+https" => "the `gateway` cargo feature of bpg-pipeline",
+        "k8s" => "the `k8s` cargo feature of bpg-pipeline",
+        "emr" => "the `emr` cargo feature of bpg-pipeline",
+        "local" => "the `local` cargo feature of bpg-pipeline",
+        "routed" => "bpg-pipeline (routed connections are always available)",
         _ => "a crate that provides a BackendFactory for it",
     }
 }
@@ -202,10 +203,10 @@ struct RawConnection {
 /// registry.load_env_vars([("BPG_CONN_SIM".to_string(), "sim://?duration=2s".to_string())]).unwrap();
 /// let backend = registry.get("sim").await.unwrap();
 /// assert_eq!(backend.name(), "sim");
-/// let err = registry.parse_yaml("connections:\n  cluster: { url: \"k8s://ctx/ns\" }\n", None).and(Ok(()));
+/// let err = registry.parse_yaml("connections:\n  cluster: { url: \"inproc://ctx\" }\n", None).and(Ok(()));
 /// assert!(err.is_ok());
 /// let err = registry.get("cluster").await.unwrap_err().to_string();
-/// assert!(err.contains("`k8s` cargo feature of bpg-backends"), "{err}");
+/// assert!(err.contains("no backend for URL scheme `inproc://`"), "{err}");
 /// # }
 /// ```
 pub struct ConnectionRegistry {
@@ -240,6 +241,7 @@ impl ConnectionRegistry {
             backends: Mutex::new(HashMap::new()),
         };
         registry.register_factory(Arc::new(SimFactory));
+        crate::backend_factories::register_builtin(&mut registry);
         registry
     }
 
@@ -521,9 +523,21 @@ connections:
             Some(Path::new("conf/rules.yaml"))
         );
         let unknown = r.check_schemes();
-        assert_eq!(unknown.len(), 4, "{unknown}");
-        assert!(
-            unknown.to_string().contains("`emr` cargo feature"),
+        let features = [
+            cfg!(feature = "gateway"),
+            cfg!(feature = "k8s"),
+            cfg!(feature = "emr"),
+        ];
+        assert_eq!(
+            unknown.len(),
+            features.iter().filter(|on| !**on).count(),
+            "{unknown}"
+        );
+        assert_eq!(
+            unknown
+                .to_string()
+                .contains("`emr` cargo feature of bpg-pipeline"),
+            !cfg!(feature = "emr"),
             "{unknown}"
         );
     }

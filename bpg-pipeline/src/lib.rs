@@ -9,6 +9,7 @@
 //! async executor runs it on the caller's tokio runtime.
 
 pub mod backend_factories;
+pub mod backend_factories;
 mod connections;
 mod context;
 mod dag;
