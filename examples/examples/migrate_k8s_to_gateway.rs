@@ -1,32 +1,31 @@
 //! Migrating a pipeline from direct Kubernetes submission to the BPG gateway: the same DAG file
 //! (`examples/pipelines/healthtech.yaml`) and the same application files run first through the
 //! Kubernetes backend (SparkApplication resources on a cluster's API server), then through the
-//! gateway backend. Only what the connection `bpg_connection` points at changes; the task outcomes
+//! gateway backend. Only the `url:` of the connection `bpg_connection` changes; the task outcomes
 //! are identical.
 //!
 //! Run with `cargo run -p bpg-examples --example migrate_k8s_to_gateway`. No services needed: the
-//! API server is `MockApiServer` (a wiremock stand-in with the spark-operator behind it) and the
-//! gateway is `MockGateway`. With real services, the same change is one line of a connections
-//! file: `url: "k8s://analytics/spark-jobs"` becomes `url: "bpg+https://gateway.internal/skatev2"`
-//! (see `examples/connections/k8s.yaml` and `gateway.yaml`).
+//! API server is `MockApiServer` (a wiremock stand-in with the spark-operator behind it, reached
+//! through a kubeconfig) and the gateway is `MockGateway`. With real services the change is the
+//! same line of `examples/connections/k8s.yaml` versus `examples/connections/gateway.yaml`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bpg_backends::gateway::{GatewayBackend, GatewayConfig};
 use bpg_backends::k8s::mock::MockApiServer;
 use bpg_client::mock::{MockCluster, MockGateway};
-use bpg_core::Backend;
 use bpg_examples::{files, print_event};
 use bpg_pipeline::{ConnectionRegistry, RunReport, Runner, TaskState, load_dag_file};
 
-/// Runs the healthtech pipeline with `bpg_connection` set to `backend`. Nothing else differs.
-async fn run_with(backend: Arc<dyn Backend>) -> Result<RunReport, Box<dyn std::error::Error>> {
+/// Runs the healthtech pipeline with the connections file `connections`. Nothing else differs.
+async fn run_with(connections: &str) -> Result<RunReport, Box<dyn std::error::Error>> {
+    println!("connections file:\n{connections}");
     let dag = load_dag_file(files("pipelines/healthtech.yaml")).map_err(|d| d.to_string())?;
-    let mut connections = ConnectionRegistry::new();
-    connections.insert_backend("bpg_connection", backend);
-    let runner = Runner::new(dag, connections)
+    let mut registry = ConnectionRegistry::new();
+    registry
+        .parse_yaml(connections, None)
+        .map_err(|d| d.to_string())?;
+    let runner = Runner::new(dag, registry)
         .run_id("migration-check")
         .poll_interval(Duration::from_millis(100));
     let mut events = runner.subscribe();
@@ -52,8 +51,18 @@ fn outcomes(report: &RunReport) -> BTreeMap<String, (TaskState, u32)> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== before: straight to Kubernetes (spark-operator SparkApplications)");
     let api_server = MockApiServer::start().await;
-    let kubernetes = api_server.backend()?.with_name("bpg_connection");
-    let before = run_with(Arc::new(kubernetes)).await?;
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "bpg-migrate-example-{}.kubeconfig",
+        std::process::id()
+    ));
+    std::fs::write(&kubeconfig, api_server.kubeconfig("analytics"))?;
+    let before = run_with(&format!(
+        "connections:\n  bpg_connection: {{ url: \"k8s://analytics/spark-jobs\", options: {{ kubeconfig: \"{}\" }} }}\n",
+        kubeconfig.display()
+    ))
+    .await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    let before = before?;
     println!(
         "   the API server now holds {} SparkApplications",
         api_server.applications().len()
@@ -65,10 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await;
     let url = gateway.uri().replace("http://", "bpg+http://healthtech@");
-    let config = GatewayConfig::from_url(&url)?
-        .name("bpg_connection")
-        .log_poll_interval(Duration::from_millis(100));
-    let after = run_with(Arc::new(GatewayBackend::new(config)?)).await?;
+    let after = run_with(&format!(
+        "connections:\n  bpg_connection: {{ url: \"{url}\", options: {{ log_poll_interval: 100ms }} }}\n"
+    ))
+    .await?;
     println!(
         "   the gateway accepted {} applications",
         gateway.submissions().len()
@@ -87,6 +96,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !before.is_success() {
         return Err("the pipeline failed".into());
     }
-    println!("\nidentical outcomes: only the connection changed");
+    println!("\nidentical outcomes: only the connection's URL changed");
     Ok(())
 }

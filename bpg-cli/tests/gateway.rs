@@ -1,0 +1,202 @@
+//! The `bpg` binary against a Batch Processing Gateway: `MockGateway` in this process, the CLI in
+//! another, connected by a `bpg+http://` connection URL. Covers the job lifecycle across
+//! processes (submit, status, logs, cancel) and an unreachable gateway.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bpg_client::mock::{MockCluster, MockGateway};
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bpg-cli lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `bpg args...` with connection `gw` at `url`, off the async runtime (the mock keeps serving).
+async fn bpg(url: &str, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bpg"));
+        command.args(&args).current_dir(workspace_root());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BPG_CONN") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("BPG_CONN_GW", &url)
+            .env("BPG_CONN_GATEWAY", &url);
+        let out = command.output().expect("the bpg binary runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("the bpg process was waited for")
+}
+
+async fn gateway() -> (MockGateway, String) {
+    let gateway = MockGateway::builder()
+        .cluster(MockCluster::new("analytics"))
+        .start()
+        .await;
+    let url = gateway.uri().replace("http://", "bpg+http://alice@");
+    (gateway, url)
+}
+
+/// Gateway submission ids (`<cluster>-<32 hex>[-suffix]`) change from run to run.
+macro_rules! assert_redacted_snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({filters => vec![
+            (r"\banalytics-[0-9a-f]{32}(-[0-9a-f]+)?\b", "[SUBMISSION]"),
+            (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        ]}, {
+            insta::assert_snapshot!($name, $value);
+        });
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_status_logs_across_processes() {
+    let (gateway, url) = gateway().await;
+    let submitted = bpg(
+        &url,
+        &[
+            "submit",
+            "--connection",
+            "gw",
+            "bpg-cli/tests/data/logging-app.yaml",
+            "--wait",
+            "--follow-logs",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.code, 0, "{}", submitted.transcript());
+    let id = submitted
+        .stdout
+        .lines()
+        .next()
+        .expect("the id first")
+        .to_owned();
+    assert_eq!(
+        gateway.submission(&id).map(|s| s.user),
+        Some("alice".to_owned())
+    );
+
+    let status = bpg(&url, &["status", "--connection", "gw", &id]).await;
+    assert_eq!(status.code, 0, "{}", status.transcript());
+    let logs = bpg(&url, &["logs", "--connection", "gw", &id]).await;
+    assert_eq!(logs.code, 0, "{}", logs.transcript());
+    assert_eq!(logs.stdout.lines().count(), 3, "{}", logs.transcript());
+    assert_redacted_snapshot!(
+        "gateway_submit_status_logs",
+        format!(
+            "{}\n{}\n{}",
+            submitted.transcript(),
+            status.transcript(),
+            logs.transcript()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_deletes_a_running_application() {
+    let (gateway, url) = gateway().await;
+    let submitted = bpg(
+        &url,
+        &[
+            "submit",
+            "--connection",
+            "gw",
+            "bpg-cli/tests/data/long-app.yaml",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.code, 0, "{}", submitted.transcript());
+    let id = submitted.stdout.trim().to_owned();
+    let cancel = bpg(&url, &["cancel", "--connection", "gw", &id]).await;
+    assert_eq!(cancel.code, 0, "{}", cancel.transcript());
+    assert_eq!(gateway.submission(&id).map(|s| s.deleted), Some(true));
+    // BPG forgets a deleted application: another process finds nothing.
+    let status = bpg(&url, &["status", "--connection", "gw", &id]).await;
+    assert_eq!(status.code, 1, "{}", status.transcript());
+    assert_redacted_snapshot!(
+        "gateway_cancel",
+        format!("{}\n{}", cancel.transcript(), status.transcript())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_a_pipeline_through_the_gateway() {
+    let (gateway, url) = gateway().await;
+    let out = bpg(
+        &url,
+        &["run", "--quiet", "bpg-cli/tests/data/unreachable.yaml"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    assert_eq!(gateway.submissions().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
+    // Port 1 on localhost: nothing listens, the connection is refused.
+    let url = "bpg+http://alice@127.0.0.1:1/skatev2";
+    let submit = bpg(
+        url,
+        &[
+            "submit",
+            "--connection",
+            "gw",
+            "bpg-cli/tests/data/logging-app.yaml",
+        ],
+    )
+    .await;
+    assert_eq!(submit.code, 1, "{}", submit.transcript());
+    assert!(submit.stderr.contains("127.0.0.1:1"), "{}", submit.stderr);
+
+    let status = bpg(
+        url,
+        &[
+            "status",
+            "--connection",
+            "gw",
+            "analytics-0123456789abcdef0123456789abcdef",
+        ],
+    )
+    .await;
+    assert_eq!(status.code, 1, "{}", status.transcript());
+
+    let run = bpg(url, &["run", "bpg-cli/tests/data/unreachable.yaml"]).await;
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stdout.contains("pi      failed"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("report  upstream_failed"),
+        "{}",
+        run.stdout
+    );
+    assert_redacted_snapshot!(
+        "gateway_unreachable",
+        format!("{}\n{}", submit.transcript(), status.transcript())
+    );
+}
