@@ -157,12 +157,13 @@ impl<'a> Settings<'a> {
         match self.take(key) {
             None => Ok(None),
             Some(v) => humantime::parse_duration(v.trim()).map(Some).map_err(|e| {
+                let given = match self.what {
+                    "option" => format!("option `{key}: {v}`"),
+                    _ => format!("{} `{key}={v}`", self.what),
+                };
                 bad(
                     self.connection,
-                    format!(
-                        "{} `{key}: {v}`: {e}; expected a duration such as 30s or 500ms",
-                        self.what
-                    ),
+                    format!("{given}: {e}; expected a duration such as 30s or 500ms"),
                 )
             }),
         }
@@ -240,6 +241,12 @@ impl BackendFactory for GatewayFactory {
             config = config.user(user.clone());
         }
         if let Some(password) = &connection.password {
+            if connection.user.is_none() {
+                return Err(bad(
+                    connection,
+                    "a password needs a user: put it in the URL (bpg+https://user@host/skatev2) or set `user:`",
+                ));
+            }
             config = config.password(secret(connection, "password", password)?);
         }
         if let Some(token) = &connection.token {
@@ -631,9 +638,13 @@ impl BackendFactory for RoutedFactory {
         let mut builder = RoutedBackend::builder(rules).name(connection.name.clone());
         for name in names {
             let backend = registry.get(&name).await.map_err(|e| {
+                let why = match e {
+                    Error::Config { message } => message,
+                    other => other.to_string(),
+                };
                 bad(
                     connection,
-                    format!("cluster connection {name:?} of {file}: {e}"),
+                    format!("cluster connection {name:?} of {file}: {why}"),
                 )
             })?;
             builder = builder.backend(name, backend);
