@@ -160,6 +160,14 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
         run: &RunKey,
         task_id: &str,
     ) -> Result<Option<TaskRecord>>;
+    /// Whether `task_id` may start in `run` under `depends_on_past`: its instance in the previous
+    /// run succeeded or was skipped, or there is none (Airflow's rule).
+    async fn depends_on_past_met(&self, run: &RunKey, task_id: &str) -> Result<bool> {
+        Ok(self
+            .previous_task_instance(run, task_id)
+            .await?
+            .is_none_or(|t| matches!(t.state, TaskState::Success | TaskState::Skipped)))
+    }
 }
 
 /// A [`RunStore`] in memory: the default, for runs that need not survive the process.

@@ -319,6 +319,22 @@ async fn previous_task_instance_follows_logical_dates(store: &dyn RunStore, dag:
         store.previous_task_instance(&third, "new").await.unwrap(),
         None
     );
+    // depends_on_past: day 2 waits on day 1's failure, day 3 follows day 2's success; the first
+    // run and a new task have nothing to wait for.
+    assert!(!store.depends_on_past_met(&second, "t").await.unwrap());
+    assert!(store.depends_on_past_met(&third, "t").await.unwrap());
+    assert!(store.depends_on_past_met(&first, "t").await.unwrap());
+    assert!(store.depends_on_past_met(&third, "new").await.unwrap());
+    store
+        .set_task_state(&second, "t", TaskState::Skipped, 0)
+        .await
+        .unwrap();
+    assert!(store.depends_on_past_met(&third, "t").await.unwrap());
+    store
+        .set_task_state(&second, "t", TaskState::UpstreamFailed, 0)
+        .await
+        .unwrap();
+    assert!(!store.depends_on_past_met(&third, "t").await.unwrap());
     // Other DAGs' runs never count.
     let other = key(&format!("{dag}_other"), "scheduled__9");
     store.begin_run(&run(&other, day(9))).await.unwrap();
