@@ -27,6 +27,7 @@ mod jobs;
 mod progress;
 mod route;
 mod run;
+mod scheduler;
 mod validate;
 
 use std::path::PathBuf;
@@ -158,6 +159,17 @@ enum Command {
         #[arg(long, value_name = "REPORT")]
         json: Option<PathBuf>,
     },
+    /// Run every pipeline of a folder on its schedule until Ctrl-C or SIGTERM.
+    Scheduler {
+        /// Folder of pipeline files (*.yaml, *.yml).
+        pipelines: PathBuf,
+        /// Connections file.
+        #[arg(long, env = "BPG_CONNECTIONS")]
+        connections: Option<PathBuf>,
+        /// SQLite file that records the runs, so a restarted scheduler does not repeat intervals.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Draw a pipeline's task graph.
     Graph {
         /// Pipeline file.
@@ -250,6 +262,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
                 run_id,
                 resume,
                 json,
+                quiet,
+            })
+            .await
+        }
+        Command::Scheduler {
+            pipelines,
+            connections,
+            state,
+        } => {
+            scheduler::scheduler(scheduler::SchedulerArgs {
+                pipelines,
+                connections,
+                state,
                 quiet,
             })
             .await

@@ -608,3 +608,83 @@ fn rust_log_turns_on_tracing_and_a_bad_filter_is_reported() {
         bad.stderr
     );
 }
+
+#[test]
+fn scheduler_runs_due_pipelines_and_stops_cleanly_on_sigint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bpg"));
+    command
+        .args([
+            "scheduler",
+            "bpg-cli/tests/data/scheduled",
+            "--connections",
+            "bpg-cli/tests/data/sim.yaml",
+        ])
+        .current_dir(workspace_root())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("bpg scheduler starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let finished = loop {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let done =
+                    line.contains("run every_minute scheduled__") && line.ends_with(" success");
+                seen.push(line);
+                if done {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let status = child.wait().expect("bpg scheduler exits");
+    seen.extend(lines.iter());
+    let _ = reader.join();
+    let transcript = seen.join("\n");
+    assert!(finished, "no finished run in:\n{transcript}");
+    assert_eq!(status.code(), Some(0), "{transcript}");
+    assert!(
+        transcript.contains("scheduling every_minute (* * * * *)"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("scheduling manual_only (manual triggers only)"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("scheduler stopped"), "{transcript}");
+}
+
+#[test]
+fn scheduler_with_an_invalid_pipeline_folder_exits_1() {
+    let out = bpg(&["scheduler", "bpg-cli/tests/data/does-not-exist"]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert!(
+        out.stderr.contains("cannot read the pipeline folder"),
+        "{}",
+        out.stderr
+    );
+    let unknown = bpg(&["scheduler", "bpg-cli/tests/data/scheduled"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.contains("unknown connection \"sim\""),
+        "{}",
+        unknown.stderr
+    );
+}
