@@ -153,7 +153,7 @@ impl ScheduledDag {
     }
 
     /// The schedule, if the DAG has one.
-    pub fn schedule_ref(&self) -> Option<&Schedule> {
+    pub fn parsed_schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
     }
 }
@@ -338,7 +338,7 @@ struct DagSlot {
 }
 
 /// A run task's outcome.
-type Started = Result<RunReport>;
+type RunOutcome = Result<RunReport>;
 
 impl DagScheduler {
     /// A scheduler with no DAGs yet, an in-memory store, and the shutdown policy
@@ -591,7 +591,7 @@ struct Context {
     store: Arc<dyn RunStore>,
     on_shutdown: CancelPolicy,
     events: broadcast::Sender<SchedulerEvent>,
-    join: JoinSet<Started>,
+    join: JoinSet<RunOutcome>,
     /// The runs in flight by task: DAG index, run id, cancellation token.
     tokens: HashMap<tokio::task::Id, (usize, String, CancellationToken)>,
 }
@@ -630,7 +630,7 @@ impl Context {
     fn finished(
         &mut self,
         slots: &mut [DagSlot],
-        done: std::result::Result<(tokio::task::Id, Started), tokio::task::JoinError>,
+        done: std::result::Result<(tokio::task::Id, RunOutcome), tokio::task::JoinError>,
     ) {
         let (id, result) = match done {
             Ok((id, result)) => (id, result),

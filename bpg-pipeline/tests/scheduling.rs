@@ -345,8 +345,8 @@ fn a_pipeline_folder_loads_every_dag_and_reports_every_problem() {
     let dags = ScheduledDag::load_dir(dir.path()).unwrap();
     let ids: Vec<_> = dags.iter().map(|d| d.dag().dag_id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
-    assert_eq!(dags[0].schedule_ref().unwrap().to_string(), "@hourly");
-    assert!(dags[1].schedule_ref().is_none());
+    assert_eq!(dags[0].parsed_schedule().unwrap().to_string(), "@hourly");
+    assert!(dags[1].parsed_schedule().is_none());
 
     write(
         "c.yaml",
