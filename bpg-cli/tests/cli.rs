@@ -76,6 +76,7 @@ fn validate_accepts_every_example_file() {
         "examples/connections/sim.yaml",
         "examples/connections/gateway.yaml",
         "examples/connections/k8s.yaml",
+        "examples/connections/routed.yaml",
         "examples/rules/healthtech.yaml",
     ]);
     assert_eq!(out.code, 0, "{}", out.transcript());
