@@ -35,15 +35,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::connections::{BackendFactory, Connection, ConnectionRegistry};
 use async_trait::async_trait;
 use bpg_backends::RoutedBackend;
 use bpg_core::{Backend, Error, Result};
 use bpg_router::RoutingRules;
-use secrecy::SecretString;
-
-use crate::connections::{BackendFactory, Connection, ConnectionRegistry, SecretRef};
 
 /// Registers every factory this build has (called by [`ConnectionRegistry::new`]).
 pub(crate) fn register_builtin(registry: &mut ConnectionRegistry) {
@@ -72,8 +69,15 @@ fn in_connection(connection: &Connection, error: Error) -> Error {
     }
 }
 
+#[cfg(any(feature = "gateway", feature = "k8s", feature = "emr"))]
 /// Reads a secret; the error names the connection field it came from, never the value.
-fn secret(connection: &Connection, field: &str, reference: &SecretRef) -> Result<SecretString> {
+fn secret(
+    connection: &Connection,
+    field: &str,
+    reference: &crate::connections::SecretRef,
+) -> Result<secrecy::SecretString> {
+    use crate::connections::SecretRef;
+
     reference.resolve().map_err(|e| {
         let why = match e {
             Error::Config { message } => message,
@@ -132,6 +136,7 @@ impl<'a> Settings<'a> {
         }
     }
 
+    #[cfg(feature = "local")]
     fn query(connection: &'a Connection) -> Result<Self> {
         let mut values = BTreeMap::new();
         for (key, value) in connection.url.query_pairs() {
@@ -153,7 +158,8 @@ impl<'a> Settings<'a> {
         self.values.remove(key)
     }
 
-    fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
+    #[cfg(any(feature = "gateway", feature = "local"))]
+    fn duration(&mut self, key: &str) -> Result<Option<std::time::Duration>> {
         match self.take(key) {
             None => Ok(None),
             Some(v) => humantime::parse_duration(v.trim()).map(Some).map_err(|e| {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bpg_core::{AppType, Backend, BackendExt, JobState, SparkJob, SubmitOptions, WaitOptions};
-use bpg_pipeline::{Connection, ConnectionRegistry, SecretRef};
+use bpg_pipeline::{Connection, ConnectionRegistry};
 
 /// A temporary directory holding `files` (name, contents).
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -39,6 +39,7 @@ fn assert_contains(text: &str, parts: &[&str]) {
     }
 }
 
+#[cfg(any(feature = "gateway", feature = "emr"))]
 /// An environment variable name nobody sets (tests may not set variables: `unsafe` is forbidden).
 fn unset_variable() -> String {
     let name = format!("BPG_TEST_UNSET_{}", std::process::id());
@@ -380,6 +381,7 @@ mod kubernetes {
 #[cfg(feature = "emr")]
 mod emr {
     use super::*;
+    use bpg_pipeline::SecretRef;
     use secrecy::SecretString;
 
     const URL: &str =
