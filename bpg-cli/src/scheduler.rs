@@ -56,7 +56,7 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
     if !args.quiet {
         for dag in &dags {
             let schedule = dag
-                .schedule_ref()
+                .parsed_schedule()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "manual triggers only".to_owned());
             eprintln!(
