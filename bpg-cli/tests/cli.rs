@@ -689,3 +689,64 @@ fn scheduler_with_an_invalid_pipeline_folder_exits_1() {
         unknown.stderr
     );
 }
+
+#[test]
+fn ctrl_c_cancels_the_running_jobs_and_reports_the_interrupted_run() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+        .args([
+            "run",
+            "bpg-cli/tests/data/slow.yaml",
+            "--connections",
+            "bpg-cli/tests/data/sim.yaml",
+            "--json",
+            report_path.to_str().expect("utf-8 temp path"),
+        ])
+        .current_dir(workspace_root())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bpg run starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
+        let submitted = line.contains("crunch submitted");
+        seen.push(line);
+        if submitted {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("bpg run exits");
+    seen.extend(lines.iter());
+    let _ = reader.join();
+    let transcript = seen.join("\n");
+    assert_eq!(out.status.code(), Some(1), "{transcript}");
+    assert!(
+        transcript.contains("interrupted, cancelling running tasks"),
+        "{transcript}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["state"], "failed", "{report}");
+    assert_ne!(report["tasks"]["crunch"]["state"], "success", "{report}");
+    assert_eq!(report["tasks"]["publish"]["try_number"], 0, "{report}");
+}
