@@ -303,6 +303,29 @@ mod kubernetes {
     }
 
     #[tokio::test]
+    async fn eks_context_names_are_percent_encoded_or_given_as_an_option() {
+        const EKS: &str = "arn:aws:eks:us-west-2:123456789012:cluster/analytics";
+        let server = MockApiServer::start().await;
+        let dir = dir_with(&[("kubeconfig", &server.kubeconfig(EKS))]);
+        let kubeconfig = dir.path().join("kubeconfig");
+        let registry = registry_from(
+            dir.path(),
+            &format!(
+                "connections:\n  encoded: {{ url: \"k8s://arn%3Aaws%3Aeks%3Aus-west-2%3A123456789012%3Acluster%2Fanalytics/jobs\", options: {{ kubeconfig: \"{0}\" }} }}\n  \
+                 option: {{ url: \"k8s:///jobs\", options: {{ kubeconfig: \"{0}\", context: \"{EKS}\" }} }}\n",
+                kubeconfig.display()
+            ),
+        );
+        for name in ["encoded", "option"] {
+            let backend = registry.get(name).await.unwrap();
+            let job = SparkJob::new("etl", AppType::Python, "3.5", "local:///app/etl.py");
+            let submission = backend.submit(&job, &SubmitOptions::new()).await.unwrap();
+            assert_eq!(submission.cluster.as_deref(), Some(EKS), "{name}");
+            assert_eq!(submission.namespace.as_deref(), Some("jobs"), "{name}");
+        }
+    }
+
+    #[tokio::test]
     async fn bad_k8s_connections_say_what_was_expected() {
         let dir = dir_with(&[]);
         let missing = dir.path().join("no-such-kubeconfig");
