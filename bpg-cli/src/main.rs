@@ -152,7 +152,8 @@ enum Command {
         /// Run id (default: manual__<now>).
         #[arg(long)]
         run_id: Option<String>,
-        /// Resume the run named by --run-id from --state, reattaching to running jobs.
+        /// Continue the unfinished run named by --run-id from --state: same run id, logical date
+        /// and params, so backends with idempotent submits return the jobs already submitted.
         #[arg(long, requires_all = ["state", "run_id"])]
         resume: bool,
         /// Write the JSON run report to this file.

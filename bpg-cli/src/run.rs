@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::path::Path;
 use std::sync::Arc;
 
-use bpg_pipeline::{RunKey, RunStore, Runner, SqliteRunStore, load_dag_file};
+use bpg_pipeline::{RunKey, RunRecord, RunState, RunStore, Runner, SqliteRunStore, load_dag_file};
 
 use crate::connections::registry;
 use crate::failure::Failure;
@@ -56,7 +56,16 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         runner = runner.run_id(id.clone());
     }
     if let Some(path) = &args.state {
-        let store = open_store(path, &dag_id, args.run_id.as_deref(), args.resume).await?;
+        let (store, resumed) =
+            open_store(path, &dag_id, args.run_id.as_deref(), args.resume).await?;
+        if let Some(run) = resumed {
+            // The same run id, logical date and params: every Spark task submits with the same
+            // idempotency keys, so backends that honour them return the jobs already submitted.
+            runner = runner.logical_date(run.logical_date);
+            for (key, value) in run.params {
+                runner = runner.param(key, value);
+            }
+        }
         runner = runner.store(Arc::new(store));
     }
     let mode = if args.quiet {
@@ -103,19 +112,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Opens the durable run store. A run id already in the store is not run again from scratch;
-/// resuming one needs the runner to reattach to its jobs, which bpg-pipeline does not do yet, so
-/// `--resume` reports what the store holds and stops rather than pretend.
+/// `--resume` continues an unfinished one (the run record it returns) under the same run id.
 async fn open_store(
     path: &Path,
     dag_id: &str,
     run_id: Option<&str>,
     resume: bool,
-) -> Result<SqliteRunStore, Failure> {
+) -> Result<(SqliteRunStore, Option<RunRecord>), Failure> {
     let store = SqliteRunStore::open(path)
         .await
         .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
     let Some(run_id) = run_id else {
-        return Ok(store);
+        return Ok((store, None));
     };
     let key = RunKey {
         dag_id: dag_id.to_owned(),
@@ -126,7 +134,7 @@ async fn open_store(
         .await
         .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
     match (stored, resume) {
-        (None, false) => Ok(store),
+        (None, false) => Ok((store, None)),
         (None, true) => Err(Failure::Config(format!(
             "bpg: error: --resume: no run {run_id} of {dag_id} in {}",
             path.display()
@@ -136,24 +144,12 @@ async fn open_store(
             path.display(),
             stored.run.state
         ))),
-        (Some(stored), true) => {
-            let tasks: Vec<String> = stored
-                .tasks
-                .iter()
-                .map(|(id, t)| format!("{id}={} (try {})", t.state, t.try_number))
-                .collect();
+        (Some(stored), true) if stored.run.state != RunState::Running => {
             Err(Failure::Config(format!(
-                "bpg: error: --resume: run {run_id} of {dag_id} is in {} (state {}; tasks: {}), but this \
-                 build's runner cannot reattach to a stored run yet (bpg-pipeline has no resume), so \
-                 nothing was run",
-                path.display(),
-                stored.run.state,
-                if tasks.is_empty() {
-                    "none".to_owned()
-                } else {
-                    tasks.join(", ")
-                }
+                "bpg: error: --resume: run {run_id} of {dag_id} already finished ({}); nothing to resume",
+                stored.run.state
             )))
         }
+        (Some(stored), true) => Ok((store, Some(stored.run))),
     }
 }

@@ -455,12 +455,13 @@ fn run_with_state_records_the_run_and_refuses_to_overwrite_it() {
         again.stderr
     );
 
-    // Resuming needs the runner to reattach, which it cannot yet: it says so and runs nothing.
+    // A finished run has nothing to resume.
     let resume = run(&["--resume"]);
     assert_eq!(resume.code, 2, "{}", resume.transcript());
     assert!(
-        resume.stderr.contains("calculate_pi=success (try 1)")
-            && resume.stderr.contains("cannot reattach"),
+        resume
+            .stderr
+            .contains("already finished (success); nothing to resume"),
         "{}",
         resume.stderr
     );

@@ -200,3 +200,92 @@ async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
         format!("{}\n{}", submit.transcript(), status.transcript())
     );
 }
+
+/// Starts `bpg args...`, waits for a stderr line containing `marker`, kills the process with
+/// SIGKILL (a crash: no clean-up runs) and returns the line.
+async fn run_until_then_kill(url: &str, args: &[&str], marker: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let (url, marker) = (url.to_owned(), marker.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+            .args(&args)
+            .current_dir(workspace_root())
+            .env_remove("RUST_LOG")
+            .env("BPG_CONN_GATEWAY", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bpg starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let found = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains(&marker));
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        found.unwrap_or_else(|| panic!("bpg never printed {marker:?}"))
+    })
+    .await
+    .expect("the bpg process was waited for")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_crash_reattaches_instead_of_resubmitting() {
+    let (gateway, url) = gateway().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("runs.db");
+    let db = db.to_str().expect("utf-8 temp path");
+    let report_path = dir.path().join("r.json");
+    let submitted = run_until_then_kill(
+        &url,
+        &[
+            "run",
+            "bpg-cli/tests/data/resumable.yaml",
+            "--state",
+            db,
+            "--run-id",
+            "r1",
+        ],
+        "crunch submitted",
+    )
+    .await;
+    assert_eq!(gateway.submissions().len(), 1, "{submitted}");
+    let first_id = gateway.submissions()[0].id.clone();
+    assert!(submitted.contains(&first_id), "{submitted}");
+
+    let resumed = bpg(
+        &url,
+        &[
+            "run",
+            "bpg-cli/tests/data/resumable.yaml",
+            "--state",
+            db,
+            "--run-id",
+            "r1",
+            "--resume",
+            "--json",
+            report_path.to_str().expect("utf-8 temp path"),
+        ],
+    )
+    .await;
+    assert_eq!(resumed.code, 0, "{}", resumed.transcript());
+    assert_eq!(
+        gateway.submissions().len(),
+        1,
+        "the resumed run found the job instead of submitting it again"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["run_id"], "r1");
+    assert_eq!(report["state"], "success", "{report}");
+    assert_eq!(
+        report["tasks"]["crunch"]["submission_id"],
+        first_id.as_str()
+    );
+}
