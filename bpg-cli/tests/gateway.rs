@@ -195,6 +195,25 @@ async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
         "{}",
         run.stdout
     );
+    // A password in a connection variable's URL is a secret: never echoed.
+    let secret_url = "bpg+http://alice:hunter2@127.0.0.1:1/skatev2";
+    let with_secret = bpg(
+        secret_url,
+        &[
+            "submit",
+            "--connection",
+            "gw",
+            "bpg-cli/tests/data/logging-app.yaml",
+        ],
+    )
+    .await;
+    assert_eq!(with_secret.code, 1, "{}", with_secret.transcript());
+    assert!(
+        !with_secret.transcript().contains("hunter2"),
+        "{}",
+        with_secret.transcript()
+    );
+
     assert_redacted_snapshot!(
         "gateway_unreachable",
         format!("{}\n{}", submit.transcript(), status.transcript())
