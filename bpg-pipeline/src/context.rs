@@ -41,8 +41,11 @@ impl From<bpg_core::Error> for TaskError {
 #[derive(Debug, Default)]
 pub struct XComs {
     // Few keys per task: a short list beats a map per task. Task ids are shared with the DAG's.
-    values: Mutex<HashMap<Arc<str>, Vec<(Cow<'static, str>, serde_json::Value)>>>,
+    values: Mutex<HashMap<Arc<str>, TaskValues>>,
 }
+
+/// One task's XCom values, in push order.
+type TaskValues = Vec<(Cow<'static, str>, serde_json::Value)>;
 
 impl XComs {
     /// An empty set.
