@@ -68,3 +68,35 @@ pub fn dot(dag: &Dag) -> String {
     out.push_str("}\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use bpg_pipeline::{Dag, Task};
+
+    use super::*;
+
+    /// Ids Mermaid cannot take as node ids: a keyword, a dot, a dash.
+    fn dag() -> Dag {
+        Dag::builder("daily.v2")
+            .task(Task::empty("start"))
+            .task(Task::empty("load.v2-eu").depends_on(["start"]))
+            .task(Task::empty("end").depends_on(["load.v2-eu"]))
+            .build()
+            .expect("valid DAG")
+    }
+
+    #[test]
+    fn mermaid_uses_positional_ids_and_task_ids_as_labels() {
+        assert_eq!(
+            mermaid(&dag()),
+            "flowchart LR\n    t0[\"start (empty)\"]\n    t1[\"load.v2-eu (empty)\"]\n    t2[\"end (empty)\"]\n    t0 --> t1\n    t1 --> t2\n"
+        );
+    }
+
+    #[test]
+    fn dot_quotes_every_name() {
+        let text = dot(&dag());
+        assert!(text.starts_with("digraph \"daily.v2\" {"), "{text}");
+        assert!(text.contains("\"load.v2-eu\" -> \"end\";"), "{text}");
+    }
+}

@@ -268,3 +268,67 @@ pub fn summary(report: &RunReport, task_ids: &[String], timings: &Timings) -> St
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use bpg_pipeline::{RunState, TaskReport};
+
+    use super::*;
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(Duration::from_millis(302)), "302ms");
+        assert_eq!(short_duration(Duration::from_millis(12_345)), "12.3s");
+    }
+
+    #[test]
+    fn plain_lines_prefix_logs_with_the_task_id() {
+        let log = Event::TaskLog {
+            task_id: Arc::from("pi"),
+            try_number: 1,
+            line: "Pi is roughly 3.14".into(),
+        };
+        assert_eq!(plain_line(&log).as_deref(), Some("[pi] Pi is roughly 3.14"));
+        let retry = Event::TaskRetry {
+            task_id: Arc::from("pi"),
+            try_number: 1,
+            delay: Duration::from_secs(30),
+            error: "boom".into(),
+        };
+        assert_eq!(
+            plain_line(&retry).as_deref(),
+            Some("pi try 1 failed, retrying in 30s: boom")
+        );
+    }
+
+    #[test]
+    fn summary_lists_tasks_in_declaration_order() {
+        let task = |state, try_number, submission_id: Option<&str>| TaskReport {
+            state,
+            try_number,
+            submission_id: submission_id.map(str::to_owned),
+            backend: None,
+        };
+        let report = RunReport {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            state: RunState::Failed,
+            tasks: BTreeMap::from([
+                ("a".to_owned(), task(TaskState::Failed, 3, Some("sim-1"))),
+                ("b".to_owned(), task(TaskState::UpstreamFailed, 0, None)),
+            ]),
+        };
+        let ids = vec!["b".to_owned(), "a".to_owned()];
+        let text = summary(&report, &ids, &Timings::default());
+        assert_eq!(
+            text,
+            "TASK  STATE            TRIES   DURATION  SUBMISSION\n\
+             b     upstream_failed      0          -  -\n\
+             a     failed               3          -  sim-1\n\
+             run d r: failed\n"
+        );
+    }
+}

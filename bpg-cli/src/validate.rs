@@ -255,3 +255,33 @@ fn located(
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_each_kind_by_its_top_level_keys() {
+        assert_eq!(detect("dag_id: x\ntasks: []\n"), FileKind::Pipeline);
+        assert_eq!(detect("# c\ntasks:\n  - id: a\n"), FileKind::Pipeline);
+        assert_eq!(
+            detect("connections:\n  a: {url: \"sim://\"}\n"),
+            FileKind::Connections
+        );
+        assert_eq!(detect("clusters: []\nrules: []\n"), FileKind::Rules);
+        assert_eq!(
+            detect("apiVersion: sparkoperator.k8s.io/v1beta2\nkind: SparkApplication\n"),
+            FileKind::Application
+        );
+        assert_eq!(detect("{\"sparkVersion\": \"3.5\"}"), FileKind::Application);
+        assert_eq!(detect("{\"connections\": {}}"), FileKind::Connections);
+        // A malformed file still goes to the parser that reports its syntax error, located.
+        assert_eq!(detect("dag_id: x\ntasks: [\n"), FileKind::Pipeline);
+        assert_eq!(detect("{ broken json"), FileKind::Application);
+        // Keys nested under a manifest's spec do not make it a pipeline.
+        assert_eq!(
+            detect("kind: SparkApplication\nspec:\n  tasks: 1\n"),
+            FileKind::Application
+        );
+    }
+}
