@@ -575,6 +575,13 @@ impl Dag {
         validate::validate(self)
     }
 
+    /// Errors in Spark tasks' application files and inline applications (each parsed as a BPG
+    /// request or SparkApplication manifest); templated ones are checked when they run.
+    /// [`crate::load_dag_file`] and [`crate::parse_dag`] include these.
+    pub fn check_applications(&self) -> Diagnostics {
+        validate::check_applications(self)
+    }
+
     /// Errors for Spark tasks naming connections `known` does not know.
     pub fn check_connections(&self, known: impl Fn(&str) -> bool) -> Diagnostics {
         validate::check_connections(self, known)

@@ -349,6 +349,69 @@ pub(crate) fn runnable(dag: &Dag, graph: &crate::scheduler::Graph) -> bool {
         })
 }
 
+/// Errors in Spark tasks' applications that can be found before running: every application file
+/// and inline application without template syntax is parsed (templated ones are parsed when
+/// their task runs, after rendering).
+pub(crate) fn check_applications(dag: &Dag) -> Diagnostics {
+    use crate::dag::ApplicationSource;
+    use crate::template::is_template;
+    let mut out = Diagnostics::new();
+    for (i, task) in dag.tasks.iter().enumerate() {
+        let TaskKind::Spark(spark) = &task.kind else {
+            continue;
+        };
+        match &spark.application {
+            ApplicationSource::Job(_) => {}
+            ApplicationSource::File(path) => {
+                let resolved = dag.resolve_path(path);
+                // A missing file is reported by the loader.
+                let Ok(text) = std::fs::read_to_string(&resolved) else {
+                    continue;
+                };
+                if is_template(&text) {
+                    continue;
+                }
+                if let Err(errors) = bpg_core::formats::parse_application(&text, Some(&resolved)) {
+                    out.0
+                        .extend(errors.into_iter().filter(Diagnostic::is_error));
+                }
+            }
+            ApplicationSource::Inline(value) => {
+                if has_template(value) {
+                    continue;
+                }
+                let Ok(text) = serde_json::to_string(value) else {
+                    continue;
+                };
+                if let Err(errors) = bpg_core::formats::parse_application(&text, None) {
+                    for e in errors.into_iter().filter(Diagnostic::is_error) {
+                        let field = if e.field.is_empty() {
+                            format!("tasks[{i}].application")
+                        } else {
+                            format!("tasks[{i}].application.{}", e.field)
+                        };
+                        // Positions in the re-serialised JSON mean nothing to the user: point
+                        // at the application in the pipeline file instead.
+                        let mut d = located(dag, format!("tasks[{i}].application"), e.message);
+                        d.field = field;
+                        out.push(d);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn has_template(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => crate::template::is_template(s),
+        serde_json::Value::Array(items) => items.iter().any(has_template),
+        serde_json::Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
 pub(crate) fn check_connections(dag: &Dag, known: impl Fn(&str) -> bool) -> Diagnostics {
     let mut out = Diagnostics::new();
     for (i, task) in dag.tasks.iter().enumerate() {

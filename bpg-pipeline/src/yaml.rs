@@ -442,6 +442,7 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
     };
     let mut diagnostics = loader.diagnostics;
     diagnostics.0.extend(dag.validate());
+    diagnostics.0.extend(dag.check_applications());
     if diagnostics.has_errors() {
         Err(diagnostics)
     } else {
@@ -508,6 +509,47 @@ tasks:
                 "{line}\n  does not start with\n{want}"
             );
         }
+    }
+
+    #[test]
+    fn applications_are_checked_when_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "sparkVersion: \"3.5\"\nmainApplicationFile: local:///x.py\ndriver: {memory: lots}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("templated.yaml"),
+            "sparkVersion: \"3.5\"\nmainApplicationFile: local:///{{ params.app }}.py\n",
+        )
+        .unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        std::fs::write(
+            &pipeline,
+            "\
+dag_id: apps
+tasks:
+  - {id: file, kind: spark, connection: sim, application_file: bad.yaml}
+  - {id: templated, kind: spark, connection: sim, application_file: templated.yaml}
+  - id: inline
+    kind: spark
+    connection: sim
+    application: {sparkVersion: \"3.5\", mainApplicationFile: x.py, executor: {instances: many}}
+",
+        )
+        .unwrap();
+        let err = load_dag_file(&pipeline).unwrap_err();
+        let lines: Vec<String> = err.errors().map(|d| d.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].contains("bad.yaml:3:") && lines[0].contains("driver.memory"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].contains("p.yaml:8:18: error: tasks[2].application.executor.instances"),
+            "{lines:#?}"
+        );
     }
 
     #[test]
