@@ -74,6 +74,10 @@ pub async fn display(mut events: EventStream, task_ids: Vec<String>, mode: Mode)
     if let Some(view) = terminal {
         view.finish();
     }
+    if events.missed() > 0 && mode != Mode::Quiet {
+        // The runner never waits for a slow display; say what was skipped rather than hide it.
+        eprintln!("({} progress events were not shown)", events.missed());
+    }
     timings
 }
 
