@@ -751,3 +751,41 @@ fn ctrl_c_cancels_the_running_jobs_and_reports_the_interrupted_run() {
     assert_ne!(report["tasks"]["crunch"]["state"], "success", "{report}");
     assert_eq!(report["tasks"]["publish"]["try_number"], 0, "{report}");
 }
+
+/// On a terminal the per-task display (indicatif) is used. `script` (util-linux) gives the run a
+/// pseudo-terminal.
+#[test]
+fn run_on_a_terminal_shows_a_live_line_per_task() {
+    let has_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`script` (util-linux) is needed on CI for the terminal test"
+        );
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let line = format!(
+        "'{}' run examples/pipelines/healthtech.yaml --connections examples/connections/sim.yaml",
+        env!("CARGO_BIN_EXE_bpg")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(workspace_root())
+        .env_remove("RUST_LOG")
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    // Finished tasks keep their line with state and duration; log lines carry the task id.
+    assert!(screen.contains("statistics_calc success in "), "{screen}");
+    assert!(
+        screen.contains("[calculate_pi] INFO SparkContext"),
+        "{screen}"
+    );
+    assert!(screen.contains("run healthtech_daily manual__"), "{screen}");
+}
