@@ -245,6 +245,17 @@ impl ConnectionRegistry {
         registry
     }
 
+    /// The usual setup: [`ConnectionRegistry::new`]'s factories, connections from `file` (if
+    /// any), then `BPG_CONN_<NAME>` environment variables, which win over the file.
+    pub fn from_file_and_env(file: Option<&Path>) -> Result<Self, Diagnostics> {
+        let mut registry = ConnectionRegistry::new();
+        if let Some(file) = file {
+            registry.load_file(file)?;
+        }
+        registry.load_env()?;
+        Ok(registry)
+    }
+
     /// Registers `factory` for its schemes, replacing any earlier one.
     pub fn register_factory(&mut self, factory: Arc<dyn BackendFactory>) -> &mut Self {
         for scheme in factory.schemes() {

@@ -27,11 +27,13 @@ fn logical_date() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc.with_ymd_and_hms(2025, 5, 1, 0, 0, 0).unwrap()
 }
 
-/// SimBackend that also remembers every job it was asked to submit.
+/// SimBackend that also remembers every job it was asked to submit, and can be slow to answer
+/// a submit it has already accepted (like a gateway whose reply is lost in a slow network).
 #[derive(Debug, Clone)]
 struct Recording {
     sim: SimBackend,
     jobs: Arc<Mutex<Vec<SparkJob>>>,
+    submit_reply_delay: Duration,
 }
 
 impl Recording {
@@ -39,6 +41,7 @@ impl Recording {
         Recording {
             sim: SimBackend::new(),
             jobs: Arc::default(),
+            submit_reply_delay: Duration::ZERO,
         }
     }
 
@@ -67,7 +70,9 @@ impl Backend for Recording {
         options: &SubmitOptions,
     ) -> bpg_core::Result<Submission> {
         self.jobs.lock().unwrap().push(job.clone());
-        self.sim.submit(job, options).await
+        let submission = self.sim.submit(job, options).await?;
+        tokio::time::sleep(self.submit_reply_delay).await;
+        Ok(submission)
     }
     async fn status(&self, id: &JobId) -> bpg_core::Result<JobStatus> {
         self.sim.status(id).await
@@ -493,6 +498,33 @@ async fn execution_timeout_covers_the_attempt_and_cancels_the_job_each_try() {
         failure.as_deref(),
         Some("execution_timeout of 30s exceeded")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_during_submit_still_cancels_the_accepted_job() {
+    let backend = Recording {
+        submit_reply_delay: Duration::from_secs(60),
+        ..Recording::new()
+    };
+    let dag = Dag::builder("slow_submit")
+        .task(Task::spark("t", "sim", long_job("t")).execution_timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let report = Runner::new(dag, registry(Arc::new(backend.clone())))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.tasks["t"].state, TaskState::Failed);
+    // The runner never saw the submission id, but found the job by its idempotency key.
+    let accepted: Vec<JobId> = backend
+        .sim
+        .submissions()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(backend.sim.cancel_requests(), accepted);
+    assert_eq!(backend.sim.running_count(), 0);
 }
 
 #[tokio::test(start_paused = true)]
