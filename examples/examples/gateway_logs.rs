@@ -20,7 +20,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = BpgClient::builder(gateway.uri())
         .auth(Auth::basic("airflow", "not-checked-by-bpg"))
         .build()?;
-    println!("gateway at {} is {}", client.base_url(), client.healthcheck().await?.status);
+    println!(
+        "gateway at {} is {}",
+        client.base_url(),
+        client.healthcheck().await?.status
+    );
 
     let labels = BTreeMap::from([
         ("sim/duration".to_string(), "1500ms".to_string()),
