@@ -9,7 +9,6 @@
 //! async executor runs it on the caller's tokio runtime.
 
 pub mod backend_factories;
-pub mod backend_factories;
 mod connections;
 mod context;
 mod dag;
