@@ -6,7 +6,61 @@
 //! A [`Dag`] is built in Rust ([`Dag::builder`]) or loaded from YAML ([`load_dag_file`]); both are
 //! validated with every problem reported at once. A pure [`scheduler::Scheduler`] decides what
 //! runs (trigger rules, eager `upstream_failed`/`skipped` marking, retries with backoff) and a thin
-//! async executor runs it on the caller's tokio runtime.
+//! async executor ([`Runner`]) runs it on the caller's tokio runtime; it never creates one.
+//!
+//! Spark tasks reach any backend through a named connection ([`ConnectionRegistry`]: a YAML
+//! file, `BPG_CONN_<NAME>` URLs, and [`BackendFactory`]s per URL scheme). Application files,
+//! arguments and commands are minijinja templates (`ds`, `ts`, `run_id`, `dag_id`, `task_id`,
+//! `params`, `xcom(task, key)`). A run publishes [`Event`]s and ends with a [`RunReport`], the
+//! JSON report of DESIGN.md §8. A [`RunStore`] records progress for durable runs.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bpg_core::SimBackend;
+//! use bpg_pipeline::{ConnectionRegistry, Event, Runner, RunState, TaskState, parse_dag};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let dag = parse_dag(r#"
+//! dag_id: word_stats
+//! default_args: { retries: 1, retry_delay: 30s }
+//! params: { corpus: s3a://data/corpus.txt }
+//! tasks:
+//!   - { id: start, kind: empty }
+//!   - id: word_count
+//!     kind: spark
+//!     connection: sim
+//!     application:
+//!       applicationName: word-count
+//!       sparkVersion: "3.5"
+//!       mainApplicationFile: local:///opt/jobs/wordcount.py
+//!       arguments: ["{{ params.corpus }}", "{{ ds }}"]
+//!     labels: { sim/duration: 2m, sim/fail-attempts: "1" }
+//!     depends_on: [start]
+//!   - id: report
+//!     kind: command
+//!     command: "echo counted by {{ xcom('word_count', 'submission_id') }}"
+//!     depends_on: [word_count]
+//! "#, None).unwrap();
+//!
+//! let sim = SimBackend::new();
+//! let mut connections = ConnectionRegistry::new();
+//! connections.insert_backend("sim", Arc::new(sim.clone()));
+//! let runner = Runner::new(dag, connections).run_id("manual__1");
+//! let mut events = runner.subscribe();
+//! let report = runner.run().await.unwrap();
+//!
+//! assert_eq!(report.state, RunState::Success);
+//! assert_eq!(report.tasks["word_count"].try_number, 2); // the first attempt failed
+//! assert_eq!(sim.accepted_count(), 2);
+//! let mut retries = 0;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::TaskRetry { .. } = event { retries += 1; }
+//! }
+//! assert_eq!(retries, 1);
+//! println!("{}", report.to_json_pretty());
+//! # }
+//! ```
 
 pub mod backend_factories;
 mod connections;
