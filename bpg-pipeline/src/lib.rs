@@ -107,4 +107,4 @@ pub use dag::{
 pub use events::{Event, EventStream, RunState, TaskState};
 pub use retry::{MAX_RETRY_DELAY, retry_delay};
 pub use validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
-pub use yaml::{load_dag_file, parse_dag};
+pub use yaml::{dag_to_yaml, load_dag_file, parse_dag};

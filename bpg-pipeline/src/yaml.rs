@@ -461,6 +461,156 @@ pub fn load_dag_file(path: impl AsRef<Path>) -> Result<Dag, Diagnostics> {
     parse_dag(&text, Some(path))
 }
 
+fn duration_text(d: Duration) -> serde_json::Value {
+    humantime::format_duration(d).to_string().into()
+}
+
+/// Writes `dag` in the YAML pipeline format, so a DAG built in Rust can be kept as a file and
+/// loaded back with [`parse_dag`] into an equivalent DAG. A Spark job built in Rust is written
+/// inline as a BPG request. Rust function tasks have no YAML form: they are reported as errors.
+///
+/// ```
+/// use bpg_pipeline::{Dag, Task, TriggerRule, dag_to_yaml, parse_dag};
+/// let dag = Dag::builder("roundtrip")
+///     .task(Task::empty("start"))
+///     .task(Task::shell("hello", "echo {{ ds }}").depends_on(["start"]).trigger_rule(TriggerRule::AllDone))
+///     .build()
+///     .unwrap();
+/// let yaml = dag_to_yaml(&dag).unwrap();
+/// let again = parse_dag(&yaml, None).unwrap();
+/// assert_eq!(again.tasks[1].trigger_rule, Some(TriggerRule::AllDone));
+/// ```
+pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
+    use serde_json::{Map, Value, json};
+    let mut problems = Diagnostics::new();
+    let mut root = Map::new();
+    root.insert("dag_id".into(), dag.dag_id.clone().into());
+    if let Some(d) = &dag.description {
+        root.insert("description".into(), d.clone().into());
+    }
+    if let Some(s) = &dag.schedule {
+        root.insert("schedule".into(), s.clone().into());
+    }
+    if dag.catchup {
+        root.insert("catchup".into(), true.into());
+    }
+    let d = &dag.default_args;
+    let mut defaults = Map::new();
+    if let Some(v) = d.retries {
+        defaults.insert("retries".into(), v.into());
+    }
+    if let Some(v) = d.retry_delay {
+        defaults.insert("retry_delay".into(), duration_text(v));
+    }
+    if let Some(v) = d.retry_exponential_backoff {
+        defaults.insert("retry_exponential_backoff".into(), v.into());
+    }
+    if let Some(v) = d.max_retry_delay {
+        defaults.insert("max_retry_delay".into(), duration_text(v));
+    }
+    if let Some(v) = d.execution_timeout {
+        defaults.insert("execution_timeout".into(), duration_text(v));
+    }
+    if let Some(v) = d.trigger_rule {
+        defaults.insert("trigger_rule".into(), v.as_str().into());
+    }
+    if let Some(v) = &d.pool {
+        defaults.insert("pool".into(), v.clone().into());
+    }
+    if !defaults.is_empty() {
+        root.insert("default_args".into(), defaults.into());
+    }
+    if dag.max_active_tasks != DEFAULT_MAX_ACTIVE_TASKS {
+        root.insert("max_active_tasks".into(), dag.max_active_tasks.into());
+    }
+    if !dag.pools.is_empty() {
+        root.insert("pools".into(), json!(dag.pools));
+    }
+    if !dag.params.is_empty() {
+        root.insert("params".into(), dag.params.clone().into());
+    }
+    let mut tasks = Vec::with_capacity(dag.tasks.len());
+    for (i, task) in dag.tasks.iter().enumerate() {
+        let mut t = Map::new();
+        t.insert("id".into(), task.id.clone().into());
+        t.insert("kind".into(), task.kind.name().into());
+        match &task.kind {
+            TaskKind::Empty => {}
+            TaskKind::Spark(spark) => {
+                t.insert("connection".into(), spark.connection.clone().into());
+                match &spark.application {
+                    ApplicationSource::File(path) => {
+                        t.insert("application_file".into(), path.display().to_string().into());
+                    }
+                    ApplicationSource::Inline(value) => {
+                        t.insert("application".into(), value.clone());
+                    }
+                    ApplicationSource::Job(job) => {
+                        let request = bpg_core::formats::to_bpg_request(job);
+                        t.insert("application".into(), json!(request));
+                    }
+                }
+                if let Some(args) = &spark.args {
+                    t.insert("args".into(), json!(args));
+                }
+                if !spark.labels.is_empty() {
+                    t.insert("labels".into(), json!(spark.labels));
+                }
+                if !spark.follow_logs {
+                    t.insert("follow_logs".into(), false.into());
+                }
+            }
+            TaskKind::Command(command) => {
+                t.insert("command".into(), json!(command.command));
+                if !command.env.is_empty() {
+                    t.insert("env".into(), json!(command.env));
+                }
+                if let Some(cwd) = &command.cwd {
+                    t.insert("cwd".into(), cwd.display().to_string().into());
+                }
+            }
+            TaskKind::Function(_) => problems.push(Diagnostic::error(
+                format!("tasks[{i}]"),
+                format!("task {:?} is a Rust function and has no YAML form", task.id),
+            )),
+        }
+        if !task.depends_on.is_empty() {
+            t.insert("depends_on".into(), json!(task.depends_on));
+        }
+        if let Some(rule) = task.trigger_rule {
+            t.insert("trigger_rule".into(), rule.as_str().into());
+        }
+        if let Some(v) = task.retries {
+            t.insert("retries".into(), v.into());
+        }
+        if let Some(v) = task.retry_delay {
+            t.insert("retry_delay".into(), duration_text(v));
+        }
+        if let Some(v) = task.retry_exponential_backoff {
+            t.insert("retry_exponential_backoff".into(), v.into());
+        }
+        if let Some(v) = task.max_retry_delay {
+            t.insert("max_retry_delay".into(), duration_text(v));
+        }
+        if let Some(v) = task.execution_timeout {
+            t.insert("execution_timeout".into(), duration_text(v));
+        }
+        if let Some(pool) = &task.pool {
+            t.insert("pool".into(), pool.clone().into());
+        }
+        if task.pool_slots != 1 {
+            t.insert("pool_slots".into(), task.pool_slots.into());
+        }
+        tasks.push(Value::Object(t));
+    }
+    root.insert("tasks".into(), tasks.into());
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    serde_saphyr::to_string(&Value::Object(root))
+        .map_err(|e| Diagnostics::from(Diagnostic::error("", format!("cannot write YAML: {e}"))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,6 +699,87 @@ tasks:
         assert!(
             lines[1].contains("p.yaml:8:18: error: tasks[2].application.executor.instances"),
             "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn builder_dag_round_trips_through_yaml() {
+        let job = bpg_core::SparkJob::new("pi", bpg_core::AppType::Python, "3.5", "local:///pi.py")
+            .with_arguments(["{{ ds }}"]);
+        let dag = Dag::builder("round")
+            .description("every field")
+            .schedule("0 2 * * *")
+            .default_args(
+                DefaultArgs::new()
+                    .retries(2)
+                    .retry_delay(Duration::from_secs(90))
+                    .execution_timeout(Duration::from_secs(7200))
+                    .trigger_rule(TriggerRule::NoneFailed),
+            )
+            .max_active_tasks(3)
+            .pool("spark", 2)
+            .param("region", "us-west-2")
+            .task(Task::empty("start"))
+            .task(
+                Task::spark("pi", "sim", job)
+                    .label("sim/duration", "5s")
+                    .depends_on(["start"])
+                    .pool("spark", 2)
+                    .retry_exponential_backoff(true)
+                    .max_retry_delay(Duration::from_secs(600)),
+            )
+            .task(
+                Task::command("sh", ["echo", "{{ params.region }}"])
+                    .env("A", "b")
+                    .depends_on(["pi"])
+                    .trigger_rule(TriggerRule::AllDone),
+            )
+            .build()
+            .unwrap();
+        let yaml = dag_to_yaml(&dag).unwrap();
+        let again = parse_dag(&yaml, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(again.dag_id, dag.dag_id);
+        assert_eq!(again.description, dag.description);
+        assert_eq!(again.schedule, dag.schedule);
+        assert_eq!(again.default_args, dag.default_args);
+        assert_eq!(again.max_active_tasks, dag.max_active_tasks);
+        assert_eq!(again.pools, dag.pools);
+        assert_eq!(again.params, dag.params);
+        for (a, b) in again.tasks.iter().zip(&dag.tasks) {
+            assert_eq!(a.id, b.id);
+            assert_eq!(a.depends_on, b.depends_on);
+            assert_eq!(a.trigger_rule, b.trigger_rule);
+            assert_eq!(
+                a.retry_policy(&again.default_args),
+                b.retry_policy(&dag.default_args)
+            );
+            assert_eq!(a.pool, b.pool);
+            assert_eq!(a.pool_slots, b.pool_slots);
+        }
+        match &again.tasks[1].kind {
+            TaskKind::Spark(spark) => {
+                assert_eq!(spark.labels["sim/duration"], "5s");
+                let ApplicationSource::Inline(app) = &spark.application else {
+                    panic!("a Rust job is written inline");
+                };
+                assert_eq!(app["mainApplicationFile"], "local:///pi.py");
+                assert_eq!(app["arguments"][0], "{{ ds }}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match (&again.tasks[2].kind, &dag.tasks[2].kind) {
+            (TaskKind::Command(a), TaskKind::Command(b)) => assert_eq!(a, b),
+            other => panic!("{other:?}"),
+        }
+        let with_fn = Dag::builder("f")
+            .task(Task::function("f", |_| async { Ok(None) }))
+            .build()
+            .unwrap();
+        assert!(
+            dag_to_yaml(&with_fn)
+                .unwrap_err()
+                .to_string()
+                .contains("Rust function")
         );
     }
 
