@@ -10,8 +10,9 @@ use bpg_core::{
     SimBackend, SparkJob, Submission, SubmitOptions,
 };
 use bpg_pipeline::{
-    CancelPolicy, ConnectionRegistry, Dag, DefaultArgs, Event, RetryPolicy, RunState, Runner, Task,
-    TaskError, TaskKind, TaskState, TriggerRule, load_dag_file, retry_delay,
+    CancelPolicy, ConnectionRegistry, Dag, DefaultArgs, Event, InMemoryRunStore, RetryPolicy,
+    RunKey, RunState, RunStore, Runner, Task, TaskError, TaskKind, TaskState, TriggerRule,
+    load_dag_file, retry_delay,
 };
 use chrono::TimeZone;
 use serde_json::json;
@@ -34,6 +35,8 @@ struct Recording {
     sim: SimBackend,
     jobs: Arc<Mutex<Vec<SparkJob>>>,
     submit_reply_delay: Duration,
+    /// Status lookups fail permanently (a revoked credential, say).
+    status_forbidden: bool,
 }
 
 impl Recording {
@@ -42,6 +45,7 @@ impl Recording {
             sim: SimBackend::new(),
             jobs: Arc::default(),
             submit_reply_delay: Duration::ZERO,
+            status_forbidden: false,
         }
     }
 
@@ -75,6 +79,11 @@ impl Backend for Recording {
         Ok(submission)
     }
     async fn status(&self, id: &JobId) -> bpg_core::Result<JobStatus> {
+        if self.status_forbidden {
+            return Err(bpg_core::Error::Forbidden {
+                message: "token revoked".into(),
+            });
+        }
         self.sim.status(id).await
     }
     async fn logs(&self, id: &JobId, options: &LogOptions) -> bpg_core::Result<LogStream> {
@@ -92,6 +101,9 @@ impl Backend for Recording {
         previous: Option<&JobStatus>,
         poll_interval: Duration,
     ) -> bpg_core::Result<JobStatus> {
+        if self.status_forbidden {
+            return self.status(id).await;
+        }
         self.sim.next_status(id, previous, poll_interval).await
     }
 }
@@ -525,6 +537,93 @@ async fn a_timeout_during_submit_still_cancels_the_accepted_job() {
     assert_eq!(accepted.len(), 1);
     assert_eq!(backend.sim.cancel_requests(), accepted);
     assert_eq!(backend.sim.running_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_fails_while_its_job_runs_cancels_the_job() {
+    let backend = Recording {
+        status_forbidden: true,
+        ..Recording::new()
+    };
+    let dag = Dag::builder("lost_status")
+        .task(Task::spark("t", "sim", long_job("t")))
+        .build()
+        .unwrap();
+    let runner = Runner::new(dag, registry(Arc::new(backend.clone())));
+    let mut events = runner.subscribe();
+    let report = runner.run().await.unwrap();
+    assert_eq!(report.tasks["t"].state, TaskState::Failed);
+    let accepted: Vec<JobId> = backend
+        .sim
+        .submissions()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(backend.sim.cancel_requests(), accepted);
+    let mut message = None;
+    while let Some(e) = events.recv().await {
+        if let Event::TaskState {
+            state: TaskState::Failed,
+            message: m,
+            ..
+        } = e
+        {
+            message = m;
+        }
+    }
+    assert_eq!(message.as_deref(), Some("forbidden: token revoked"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_store_gets_each_submission_before_the_job_is_waited_on() {
+    let dag = load_dag_file(data("seed_pipeline.yaml")).unwrap();
+    let sim = SimBackend::new();
+    let store = Arc::new(InMemoryRunStore::new());
+    let runner = Runner::new(dag, registry(Arc::new(sim.clone())))
+        .run_id("stored")
+        .store(store.clone());
+    let mut events = runner.subscribe();
+    let key = RunKey {
+        dag_id: "seed_pipeline".into(),
+        run_id: "stored".into(),
+    };
+    let watcher = {
+        let store = store.clone();
+        let key = key.clone();
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut checked = 0;
+            while let Some(e) = events.recv().await {
+                if let Event::TaskSubmitted {
+                    task_id,
+                    submission_id,
+                    ..
+                } = e
+                {
+                    // The event follows the store write; the job has not ended yet.
+                    let stored = store.load_run(&key).await.unwrap().unwrap();
+                    let record = &stored.tasks[&*task_id].submissions[0];
+                    assert_eq!(record.submission.id.as_str(), submission_id);
+                    assert_eq!(record.connection, "sim");
+                    let status = sim.status(&record.submission.id).await.unwrap();
+                    assert!(!status.is_terminal(), "{task_id}: {status:?}");
+                    checked += 1;
+                }
+            }
+            checked
+        })
+    };
+    let report = runner.run().await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(watcher.await.unwrap(), 3);
+    let stored = store.load_run(&key).await.unwrap().unwrap();
+    assert_eq!(stored.run.state, RunState::Success);
+    assert_eq!(stored.tasks["end"].state, TaskState::Success);
+    assert_eq!(
+        stored.xcom["word_count"]["submission_id"],
+        json!(report.tasks["word_count"].submission_id.clone().unwrap())
+    );
+    assert_eq!(stored.xcom["word_count"]["state"], json!("COMPLETED"));
 }
 
 #[tokio::test(start_paused = true)]
