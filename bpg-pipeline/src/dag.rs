@@ -221,6 +221,11 @@ pub enum CommandLine {
 }
 
 /// A task that runs a local process; its stdout and stderr lines are the task log.
+///
+/// The process gets `BPG_DAG_ID`, `BPG_RUN_ID`, `BPG_TASK_ID` and `BPG_TRY_NUMBER` in its
+/// environment, runs in its own process group, and the whole group is killed on timeout or
+/// cancellation. Processes run in real time: under tokio's paused test clock an
+/// `execution_timeout` fires as soon as the runtime is otherwise idle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CommandTask {

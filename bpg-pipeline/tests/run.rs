@@ -820,6 +820,66 @@ async fn a_dag_changed_into_a_cycle_after_building_is_refused_with_the_cycle() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn healthtech_daily_retries_the_phi_job_and_skips_the_alert() {
+    let dag = load_dag_file(data("healthtech_daily.yaml")).unwrap();
+    let backend = Recording::new();
+    let (report, events) = run_collecting(
+        Runner::new(dag, registry(Arc::new(backend.clone()))).logical_date(logical_date()),
+    )
+    .await;
+    let state = |t: &str| report.tasks[t].state;
+    let failures: Vec<&Event> = events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| {
+            matches!(
+                e,
+                Event::TaskState {
+                    state: TaskState::Failed,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(report.state, RunState::Success, "{failures:?}");
+    assert_eq!(state("patient_outcomes"), TaskState::Success);
+    assert_eq!(report.tasks["patient_outcomes"].try_number, 2);
+    assert_eq!(state("web_sessions"), TaskState::Success);
+    assert_eq!(state("report"), TaskState::Success);
+    assert_eq!(state("alert_on_failure"), TaskState::Skipped);
+    assert_eq!(report.tasks["alert_on_failure"].try_number, 0);
+    let phi = backend.job("patient-outcomes");
+    assert_eq!(phi.label("data-classification"), Some("phi"));
+    assert_eq!(phi.queue.as_deref(), Some("phi"));
+    let web = backend.job("calculate-pi");
+    assert_eq!(
+        web.arguments,
+        vec!["--region=us-west-2", "--date=2025-05-01"]
+    );
+    let report_line = events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TaskLog { task_id, line, .. } if &**task_id == "report" => Some(line.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        report_line,
+        format!(
+            "outcomes={} sessions={} run=manual__2025-05-01T00:00:00Z",
+            report.tasks["patient_outcomes"]
+                .submission_id
+                .as_deref()
+                .unwrap(),
+            report.tasks["web_sessions"]
+                .submission_id
+                .as_deref()
+                .unwrap()
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn default_args_apply_to_tasks() {
     let dag = Dag::builder("defaults")
         .default_args(
