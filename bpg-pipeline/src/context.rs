@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
+use crate::idhash::IdMap;
 
 /// How a task attempt ended badly, as Airflow distinguishes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +42,7 @@ impl From<bpg_core::Error> for TaskError {
 #[derive(Debug, Default)]
 pub struct XComs {
     // Few keys per task: a short list beats a map per task. Task ids are shared with the DAG's.
-    values: Mutex<HashMap<Arc<str>, TaskValues>>,
+    values: Mutex<IdMap<Arc<str>, TaskValues>>,
 }
 
 /// One task's XCom values, in push order.
@@ -56,7 +57,7 @@ impl XComs {
     /// An empty set with room for `tasks` tasks' values.
     pub fn with_capacity(tasks: usize) -> Self {
         XComs {
-            values: Mutex::new(HashMap::with_capacity(tasks)),
+            values: Mutex::new(IdMap::with_capacity_and_hasher(tasks, Default::default())),
         }
     }
 

@@ -69,6 +69,7 @@ mod dag;
 mod dag_scheduler;
 mod events;
 mod executor;
+mod idhash;
 #[cfg(feature = "postgres")]
 mod postgres_store;
 mod report;

@@ -4,12 +4,13 @@
 //! next. Every task and every edge is looked at a bounded number of times per run (O(tasks +
 //! edges)): finishing a task touches only its direct downstreams' counters.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dag::{Dag, RetryPolicy, TriggerRule};
 use crate::events::{RunState, TaskState};
+use crate::idhash::IdMap;
 use crate::retry::retry_delay;
 
 /// A task's position in its DAG (declaration order).
@@ -19,7 +20,7 @@ pub type TaskIndex = usize;
 #[derive(Debug)]
 pub struct Graph {
     ids: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, TaskIndex>,
+    index: IdMap<Arc<str>, TaskIndex>,
     upstream_count: Vec<u32>,
     downstream_start: Vec<u32>,
     downstream: Vec<u32>,
@@ -35,7 +36,7 @@ impl Graph {
     pub fn new(dag: &Dag) -> Self {
         let n = dag.tasks.len();
         let ids: Vec<Arc<str>> = dag.tasks.iter().map(|t| Arc::from(t.id.as_str())).collect();
-        let mut index = HashMap::with_capacity(n);
+        let mut index = IdMap::with_capacity_and_hasher(n, Default::default());
         for (i, id) in ids.iter().enumerate() {
             index.entry(id.clone()).or_insert(i);
         }
