@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
-use crate::idhash::IdMap;
+use crate::scheduler::{Graph, TaskIndex};
 
 /// How a task attempt ended badly, as Airflow distinguishes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,43 +39,46 @@ impl From<bpg_core::Error> for TaskError {
 }
 
 /// Values tasks of one run hand each other, keyed by (task id, key).
-#[derive(Debug, Default)]
+///
+/// One slot per task of the DAG, found by the task's index: pushing from a running task costs
+/// no lookup, and values of tasks the DAG does not have are refused.
+#[derive(Debug)]
 pub struct XComs {
-    // Few keys per task: a short list beats a map per task. Task ids are shared with the DAG's.
-    values: Mutex<IdMap<Arc<str>, TaskValues>>,
+    graph: Arc<Graph>,
+    // Few keys per task: a short list beats a map per task.
+    values: Mutex<Vec<TaskValues>>,
 }
 
 /// One task's XCom values, in push order.
 type TaskValues = Vec<(Cow<'static, str>, serde_json::Value)>;
 
 impl XComs {
-    /// An empty set.
-    pub fn new() -> Self {
-        XComs::default()
+    /// An empty set for the tasks of `graph`.
+    pub(crate) fn new(graph: Arc<Graph>) -> Self {
+        let values = Mutex::new(vec![Vec::new(); graph.len()]);
+        XComs { graph, values }
     }
 
-    /// An empty set with room for `tasks` tasks' values.
-    pub fn with_capacity(tasks: usize) -> Self {
-        XComs {
-            values: Mutex::new(IdMap::with_capacity_and_hasher(tasks, Default::default())),
+    /// Stores `value` under (`task_id`, `key`), replacing any earlier one. Returns false (and
+    /// stores nothing) when the DAG has no task `task_id`.
+    pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) -> bool {
+        match self.graph.index_of(task_id) {
+            Some(i) => {
+                self.push_index(i, Cow::Owned(key.to_owned()), value);
+                true
+            }
+            None => false,
         }
     }
 
-    /// Stores `value` under (`task_id`, `key`), replacing any earlier one.
-    pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
-        self.push_shared(&Arc::from(task_id), Cow::Owned(key.to_owned()), value);
-    }
-
-    pub(crate) fn push_shared(
+    pub(crate) fn push_index(
         &self,
-        task_id: &Arc<str>,
+        task: TaskIndex,
         key: Cow<'static, str>,
         value: serde_json::Value,
     ) {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = values
-            .entry(task_id.clone())
-            .or_insert_with(|| Vec::with_capacity(3));
+        let list = &mut values[task];
         match list.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => list.push((key, value)),
@@ -84,25 +87,24 @@ impl XComs {
 
     /// The value under (`task_id`, `key`).
     pub fn pull(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
+        let i = self.graph.index_of(task_id)?;
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .get(task_id)?
+        values[i]
             .iter()
-            .find(|(k, _)| &**k == key)
+            .find(|(k, _)| *k == key)
             .map(|(_, v)| v.clone())
     }
 
     /// Every value a task pushed.
     pub fn task_values(&self, task_id: &str) -> HashMap<String, serde_json::Value> {
+        let Some(i) = self.graph.index_of(task_id) else {
+            return HashMap::new();
+        };
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .get(task_id)
-            .map(|list| {
-                list.iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        values[i]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 }
 
@@ -121,6 +123,7 @@ pub(crate) struct RunInfo {
 pub struct TaskContext {
     pub(crate) run: Arc<RunInfo>,
     pub(crate) task_id: Arc<str>,
+    pub(crate) task_index: TaskIndex,
     pub(crate) try_number: u32,
     pub(crate) xcoms: Arc<XComs>,
     pub(crate) events: EventSink,
@@ -171,7 +174,7 @@ impl TaskContext {
     /// Pushes a value for downstream tasks.
     pub fn xcom_push(&self, key: &str, value: serde_json::Value) {
         self.xcoms
-            .push_shared(&self.task_id, Cow::Owned(key.to_owned()), value);
+            .push_index(self.task_index, Cow::Owned(key.to_owned()), value);
     }
 
     /// Writes a line to the task log.

@@ -220,7 +220,7 @@ impl Runner {
                 .await?;
         }
 
-        let xcoms = Arc::new(XComs::with_capacity(dag.tasks.len()));
+        let xcoms = Arc::new(XComs::new(graph.clone()));
         let mut pools: HashMap<String, Arc<Semaphore>> = dag
             .pools
             .iter()
@@ -285,13 +285,19 @@ pub(crate) struct RunEnv {
 }
 
 impl RunEnv {
-    async fn push_xcom(&self, task_id: &Arc<str>, key: &'static str, value: serde_json::Value) {
+    async fn push_xcom(
+        &self,
+        task: TaskIndex,
+        task_id: &Arc<str>,
+        key: &'static str,
+        value: serde_json::Value,
+    ) {
         if let Some(store) = &self.store
             && let Err(e) = store.put_xcom(&self.key, task_id, key, &value).await
         {
             tracing::warn!(task = %task_id, key, error = %e, "run store refused an XCom value");
         }
-        self.xcoms.push_shared(task_id, Cow::Borrowed(key), value);
+        self.xcoms.push_index(task, Cow::Borrowed(key), value);
     }
 }
 
@@ -455,6 +461,7 @@ impl Attempt {
         let ctx = TaskContext {
             run: self.env.run.clone(),
             task_id: self.task_id().clone(),
+            task_index: self.index,
             try_number: self.try_number,
             xcoms: self.env.xcoms.clone(),
             events: self.env.events.clone(),
@@ -470,7 +477,7 @@ impl Attempt {
             Ok(Ok(value)) => {
                 if let Some(value) = value {
                     self.env
-                        .push_xcom(self.task_id(), "return_value", value)
+                        .push_xcom(self.index, self.task_id(), "return_value", value)
                         .await;
                 }
                 AttemptResult::success()
@@ -586,7 +593,8 @@ impl Attempt {
                     connection: spark.connection.clone(),
                 });
             }
-            env.push_xcom(&task_id, "submission_id", id.into()).await;
+            env.push_xcom(self.index, &task_id, "submission_id", id.into())
+                .await;
             self.wait_with_logs(spark, &backend, submission).await
         };
         let ended = tokio::select! {
@@ -595,11 +603,21 @@ impl Attempt {
         };
         match ended {
             Ok(Ok(status)) => {
-                env.push_xcom(&task_id, "state", status.native_state.clone().into())
-                    .await;
+                env.push_xcom(
+                    self.index,
+                    &task_id,
+                    "state",
+                    status.native_state.clone().into(),
+                )
+                .await;
                 if let Some(app_id) = &status.spark_application_id {
-                    env.push_xcom(&task_id, "application_id", app_id.clone().into())
-                        .await;
+                    env.push_xcom(
+                        self.index,
+                        &task_id,
+                        "application_id",
+                        app_id.clone().into(),
+                    )
+                    .await;
                 }
                 let id = submitted
                     .get()

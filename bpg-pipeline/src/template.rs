@@ -138,7 +138,12 @@ mod tests {
     use chrono::TimeZone;
 
     fn templates() -> (Templates, Arc<XComs>) {
-        let xcoms = Arc::new(XComs::new());
+        let dag = crate::Dag::builder("daily")
+            .task(crate::Task::empty("pi"))
+            .task(crate::Task::empty("stats"))
+            .build()
+            .unwrap();
+        let xcoms = Arc::new(XComs::new(Arc::new(crate::scheduler::Graph::new(&dag))));
         let mut params = serde_json::Map::new();
         params.insert("region".into(), "us-west-2".into());
         let run = Arc::new(RunInfo {
@@ -153,7 +158,8 @@ mod tests {
     #[test]
     fn renders_airflow_variables_params_and_xcom() {
         let (t, xcoms) = templates();
-        xcoms.push("pi", "submission_id", "sim-42".into());
+        assert!(xcoms.push("pi", "submission_id", "sim-42".into()));
+        assert!(!xcoms.push("not_in_dag", "k", 1.into()));
         let out = t
             .render(
                 "{{ dag_id }} {{ run_id }} {{ task_id }} {{ ds }} {{ ts }} {{ params.region }} {{ xcom('pi', 'submission_id') }}",
