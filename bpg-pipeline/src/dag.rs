@@ -195,6 +195,12 @@ pub enum ApplicationSource {
 }
 
 /// A task that runs one Spark application through a named connection.
+///
+/// Each try submits with the idempotency key `dag_id/run_id/task_id/try`, follows the driver log
+/// into the task log (when someone subscribes to the run's events), and pushes XCom values
+/// `submission_id`, `state` (the backend's final native state) and `application_id` (Spark's
+/// application id, when the backend knows it). The job is cancelled when the attempt times out,
+/// the run is cancelled, or the task fails while the job still runs: never left orphaned.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SparkTask {
