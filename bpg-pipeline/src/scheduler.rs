@@ -42,23 +42,20 @@ impl Graph {
         }
         let mut upstream_count = vec![0u32; n];
         let mut out_degree = vec![0u32; n];
-        let mut edges: Vec<(u32, u32)> = Vec::new();
+        let mut edges: Vec<(u32, u32)> = Vec::with_capacity(n);
         let mut sound = index.len() == n;
+        let mut ups: Vec<u32> = Vec::new();
         for (i, task) in dag.tasks.iter().enumerate() {
-            let mut ups: Vec<u32> = task
-                .depends_on
-                .iter()
-                .filter_map(|d| {
-                    let u = index.get(d.as_str()).map(|&u| u as u32);
-                    sound &= u.is_some_and(|u| u as usize != i);
-                    u
-                })
-                .filter(|&u| u as usize != i)
-                .collect();
+            ups.clear();
+            ups.extend(task.depends_on.iter().filter_map(|d| {
+                let u = index.get(d.as_str()).map(|&u| u as u32);
+                sound &= u.is_some_and(|u| u as usize != i);
+                u.filter(|&u| u as usize != i)
+            }));
             ups.sort_unstable();
             ups.dedup();
             upstream_count[i] = ups.len() as u32;
-            for u in ups {
+            for &u in &ups {
                 out_degree[u as usize] += 1;
                 edges.push((u, i as u32));
             }
