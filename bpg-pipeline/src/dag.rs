@@ -450,7 +450,9 @@ impl Task {
         self
     }
 
-    /// Takes `slots` slots of `pool` while running.
+    /// Takes `slots` slots of `pool` while running. Pools are declared on the DAG; the implicit
+    /// `default_pool` (128 slots) exists too. A task in no pool (here or in the default args) is
+    /// limited only by `max_active_tasks`.
     pub fn pool(mut self, pool: impl Into<String>, slots: u32) -> Self {
         self.pool = Some(pool.into());
         self.pool_slots = slots;
