@@ -85,6 +85,15 @@ impl XComs {
         }
     }
 
+    /// The string under (task index, `key`), if there is one.
+    pub(crate) fn string_at(&self, task: TaskIndex, key: &str) -> Option<String> {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values[task]
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+    }
+
     /// The value under (`task_id`, `key`).
     pub fn pull(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
         let i = self.graph.index_of(task_id)?;

@@ -358,7 +358,6 @@ enum Done {
 
 enum Notice {
     Started(TaskIndex),
-    Submitted(TaskIndex, String),
 }
 
 /// Why an attempt stopped before its work finished.
@@ -563,7 +562,7 @@ impl Attempt {
         };
         let key =
             IdempotencyKey::for_task(&env.run.dag_id, &env.run.run_id, &task_id, self.try_number);
-        let options = SubmitOptions::new().with_idempotency_key(key.clone());
+        let options = SubmitOptions::new().with_idempotency_key(key);
         let submitted: OnceLock<Submission> = OnceLock::new();
 
         let work = async {
@@ -584,7 +583,6 @@ impl Attempt {
                     .await?;
             }
             let id = submission.id.as_str().to_owned();
-            let _ = self.notices.send(Notice::Submitted(self.index, id.clone()));
             if env.events.has_subscribers() {
                 env.events.send(Event::TaskSubmitted {
                     task_id: task_id.clone(),
@@ -633,11 +631,11 @@ impl Attempt {
                 }
             }
             Ok(Err(e)) => {
-                self.cancel_job(&backend, submitted.get(), &key).await;
+                self.cancel_job(&backend, submitted.get(), &options).await;
                 AttemptResult::failed(e.to_string())
             }
             Err(stop) => {
-                self.cancel_job(&backend, submitted.get(), &key).await;
+                self.cancel_job(&backend, submitted.get(), &options).await;
                 Self::stop_result(stop)
             }
         }
@@ -649,18 +647,25 @@ impl Attempt {
         &self,
         backend: &Arc<dyn Backend>,
         submitted: Option<&Submission>,
-        key: &IdempotencyKey,
+        options: &SubmitOptions,
     ) {
-        let id = match submitted {
-            Some(s) => Some(s.id.clone()),
-            None if backend.capabilities().find => match backend.find(key).await {
+        let id = match (submitted, &options.idempotency_key) {
+            (Some(s), _) => Some(s.id.clone()),
+            (None, Some(key)) if backend.capabilities().find => match backend.find(key).await {
                 Ok(found) => found.map(|s| s.id),
                 Err(e) => {
                     tracing::warn!(key = %key, error = %e, "cannot look up an interrupted submission");
                     None
                 }
             },
-            None => None,
+            (None, _) => {
+                tracing::warn!(
+                    task = %self.task_id(),
+                    backend = backend.name(),
+                    "the submit did not complete and this backend cannot look submissions up by key: a job it accepted may keep running"
+                );
+                None
+            }
         };
         if let Some(id) = id {
             if let Err(e) = backend.cancel(&id).await {
@@ -880,7 +885,6 @@ struct Executor {
     notices_tx: mpsc::UnboundedSender<Notice>,
     notices: mpsc::UnboundedReceiver<Notice>,
     messages: Vec<Option<String>>,
-    submissions: Vec<Option<String>>,
     changes: Vec<(TaskIndex, TaskState)>,
     timer_cancel: CancellationToken,
 }
@@ -903,7 +907,6 @@ impl Executor {
             notices_tx,
             notices,
             messages: vec![None; n],
-            submissions: vec![None; n],
             changes: Vec::new(),
             timer_cancel: CancellationToken::new(),
         }
@@ -981,7 +984,6 @@ impl Executor {
     fn notice(&mut self, notice: Notice) {
         match notice {
             Notice::Started(i) => self.scheduler.attempt_started(i),
-            Notice::Submitted(i, id) => self.submissions[i] = Some(id),
         }
     }
 
@@ -1076,18 +1078,20 @@ impl Executor {
             .iter()
             .enumerate()
             .map(|(i, task)| {
-                let backend = match &task.kind {
-                    TaskKind::Spark(spark) if self.submissions[i].is_some() => {
-                        Some(spark.connection.clone())
-                    }
-                    _ => None,
+                // A Spark task's last submission is its `submission_id` XCom.
+                let (submission_id, backend) = match &task.kind {
+                    TaskKind::Spark(spark) => match self.env.xcoms.string_at(i, "submission_id") {
+                        Some(id) => (Some(id), Some(spark.connection.clone())),
+                        None => (None, None),
+                    },
+                    _ => (None, None),
                 };
                 (
                     task.id.clone(),
                     TaskReport {
                         state: self.scheduler.state(i),
                         try_number: self.scheduler.try_number(i),
-                        submission_id: self.submissions[i].clone(),
+                        submission_id,
                         backend,
                     },
                 )
