@@ -13,6 +13,7 @@ use bpg_core::{
     Result, SparkJob, Submission, SubmitOptions, WaitOptions,
 };
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -407,8 +408,7 @@ impl Attempt {
             .default_args
             .execution_timeout);
         let deadline = timeout.map(|t| (Instant::now() + t, t));
-        // Boxed: the kinds' state machines are large, and this future is moved when spawned.
-        let result = AssertUnwindSafe(Box::pin(self.run_kind(deadline)))
+        let result = AssertUnwindSafe(self.run_kind(deadline))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| AttemptResult::failed("the task panicked"));
@@ -442,13 +442,14 @@ impl Attempt {
         }
     }
 
-    async fn run_kind(&self, deadline: Option<(Instant, Duration)>) -> AttemptResult {
-        let env = self.env.clone();
-        match &env.dag.tasks[self.index].kind {
-            TaskKind::Empty => AttemptResult::success(),
-            TaskKind::Spark(spark) => self.run_spark(spark, deadline).await,
-            TaskKind::Command(command) => self.run_command(command, deadline).await,
-            TaskKind::Function(f) => self.run_function(f, deadline).await,
+    /// The attempt's work, boxed per kind: the spawned future stays small (it is copied into its
+    /// task), and each attempt allocates only what its own kind needs.
+    fn run_kind(&self, deadline: Option<(Instant, Duration)>) -> BoxFuture<'_, AttemptResult> {
+        match &self.env.dag.tasks[self.index].kind {
+            TaskKind::Empty => Box::pin(std::future::ready(AttemptResult::success())),
+            TaskKind::Spark(spark) => Box::pin(self.run_spark(spark, deadline)),
+            TaskKind::Command(command) => Box::pin(self.run_command(command, deadline)),
+            TaskKind::Function(f) => Box::pin(self.run_function(f, deadline)),
         }
     }
 
@@ -490,21 +491,11 @@ impl Attempt {
     }
 
     /// The job this attempt submits: the application (rendered, parsed), args, and task labels.
-    /// A job built in Rust with nothing to render or merge is used as it is.
-    async fn build_job<'a>(
-        &self,
-        spark: &'a SparkTask,
-    ) -> std::result::Result<Cow<'a, SparkJob>, String> {
+    async fn build_job(&self, spark: &SparkTask) -> std::result::Result<Box<SparkJob>, String> {
         let env = &self.env;
         let task_id = self.task_id();
         let mut job = match &spark.application {
             ApplicationSource::Job(job) => {
-                let plain = spark.args.is_none()
-                    && spark.labels.is_empty()
-                    && !job.arguments.iter().any(|a| is_template(a));
-                if plain {
-                    return Ok(Cow::Borrowed(job));
-                }
                 let mut job = (**job).clone();
                 for arg in &mut job.arguments {
                     if let Cow::Owned(s) = env.templates.render(arg, task_id, self.try_number)? {
@@ -540,7 +531,7 @@ impl Attempt {
                 .collect::<std::result::Result<_, _>>()?;
         }
         job.merge_labels(&spark.labels);
-        Ok(Cow::Owned(job))
+        Ok(Box::new(job))
     }
 
     async fn run_spark(
@@ -556,67 +547,31 @@ impl Attempt {
             ));
         };
         let task_id = self.task_id().clone();
-        let job = match self.build_job(spark).await {
-            Ok(job) => job,
-            Err(message) => return AttemptResult::failed(message),
+        // Boxed when built: a SparkJob is large, and this future is kept small.
+        let built: Box<SparkJob>;
+        let job: &SparkJob = match plain_job(spark) {
+            Some(job) => job,
+            None => match Box::pin(self.build_job(spark)).await {
+                Ok(job) => {
+                    built = job;
+                    &built
+                }
+                Err(message) => return AttemptResult::failed(message),
+            },
         };
         let key =
             IdempotencyKey::for_task(&env.run.dag_id, &env.run.run_id, &task_id, self.try_number);
         let options = SubmitOptions::new().with_idempotency_key(key);
         let submitted: OnceLock<Submission> = OnceLock::new();
 
-        let work = async {
-            let submission = backend.submit(&job, &options).await?;
-            let submission = submitted.get_or_init(|| submission);
-            // Recorded before waiting, so a durable store can reattach after a crash.
-            if let Some(store) = &env.store {
-                store
-                    .record_submission(
-                        &env.key,
-                        &task_id,
-                        &SubmissionRecord {
-                            connection: spark.connection.clone(),
-                            try_number: self.try_number,
-                            submission: submission.clone(),
-                        },
-                    )
-                    .await?;
-            }
-            let id = submission.id.as_str().to_owned();
-            if env.events.has_subscribers() {
-                env.events.send(Event::TaskSubmitted {
-                    task_id: task_id.clone(),
-                    try_number: self.try_number,
-                    submission_id: id.clone(),
-                    connection: spark.connection.clone(),
-                });
-            }
-            env.push_xcom(self.index, &task_id, "submission_id", id.into())
-                .await;
-            self.wait_with_logs(spark, &backend, submission).await
-        };
+        // Boxed separately, so that each of the attempt's allocations stays small.
+        let work = Box::pin(self.submit_and_wait(spark, &backend, job, &options, &submitted));
         let ended = tokio::select! {
             r = work => Ok(r),
-            stop = self.stopped(deadline) => Err(stop),
+            stop = Box::pin(self.stopped(deadline)) => Err(stop),
         };
         match ended {
             Ok(Ok(status)) => {
-                env.push_xcom(
-                    self.index,
-                    &task_id,
-                    "state",
-                    status.native_state.clone().into(),
-                )
-                .await;
-                if let Some(app_id) = &status.spark_application_id {
-                    env.push_xcom(
-                        self.index,
-                        &task_id,
-                        "application_id",
-                        app_id.clone().into(),
-                    )
-                    .await;
-                }
                 let id = submitted
                     .get()
                     .map(|s| s.id.to_string())
@@ -639,6 +594,60 @@ impl Attempt {
                 Self::stop_result(stop)
             }
         }
+    }
+
+    /// Submits, records the submission (before waiting on it), publishes its id, then waits for
+    /// the job to end while following its driver log.
+    async fn submit_and_wait<'a>(
+        &self,
+        spark: &SparkTask,
+        backend: &Arc<dyn Backend>,
+        job: &SparkJob,
+        options: &SubmitOptions,
+        submitted: &'a OnceLock<Submission>,
+    ) -> Result<JobStatus> {
+        let env = &self.env;
+        let task_id = self.task_id();
+        let submission = backend.submit(job, options).await?;
+        let submission = submitted.get_or_init(|| submission);
+        // Recorded before waiting, so a durable store can reattach after a crash.
+        if let Some(store) = &env.store {
+            store
+                .record_submission(
+                    &env.key,
+                    task_id,
+                    &SubmissionRecord {
+                        connection: spark.connection.clone(),
+                        try_number: self.try_number,
+                        submission: submission.clone(),
+                    },
+                )
+                .await?;
+        }
+        let id = submission.id.as_str().to_owned();
+        if env.events.has_subscribers() {
+            env.events.send(Event::TaskSubmitted {
+                task_id: task_id.clone(),
+                try_number: self.try_number,
+                submission_id: id.clone(),
+                connection: spark.connection.clone(),
+            });
+        }
+        env.push_xcom(self.index, task_id, "submission_id", id.into())
+            .await;
+        let status = self.wait_with_logs(spark, backend, submission).await?;
+        env.push_xcom(
+            self.index,
+            task_id,
+            "state",
+            status.native_state.clone().into(),
+        )
+        .await;
+        if let Some(app_id) = &status.spark_application_id {
+            env.push_xcom(self.index, task_id, "application_id", app_id.clone().into())
+                .await;
+        }
+        Ok(status)
     }
 
     /// Cancels the attempt's job so it is never orphaned. When the submit itself was interrupted
@@ -699,9 +708,8 @@ impl Attempt {
         if !follow {
             return wait.await;
         }
-        let logs = self.follow_logs(backend, submission);
+        let mut logs = Box::pin(self.follow_logs(backend, submission));
         tokio::pin!(wait);
-        tokio::pin!(logs);
         let mut logs_done = false;
         let status = loop {
             tokio::select! {
@@ -867,6 +875,20 @@ async fn kill_process_group(child: &mut tokio::process::Child) {
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
+}
+
+/// A job built in Rust with nothing to render or merge: used as it is, without a copy.
+fn plain_job(spark: &SparkTask) -> Option<&SparkJob> {
+    match &spark.application {
+        ApplicationSource::Job(job)
+            if spark.args.is_none()
+                && spark.labels.is_empty()
+                && !job.arguments.iter().any(|a| is_template(a)) =>
+        {
+            Some(job)
+        }
+        _ => None,
+    }
 }
 
 fn parse_application(text: &str, file: Option<&Path>) -> std::result::Result<SparkJob, String> {
