@@ -598,13 +598,13 @@ impl Attempt {
 
     /// Submits, records the submission (before waiting on it), publishes its id, then waits for
     /// the job to end while following its driver log.
-    async fn submit_and_wait<'a>(
+    async fn submit_and_wait(
         &self,
         spark: &SparkTask,
         backend: &Arc<dyn Backend>,
         job: &SparkJob,
         options: &SubmitOptions,
-        submitted: &'a OnceLock<Submission>,
+        submitted: &OnceLock<Submission>,
     ) -> Result<JobStatus> {
         let env = &self.env;
         let task_id = self.task_id();
