@@ -4,6 +4,7 @@
 //! - `pipeline/run/*`: whole runs of 1k and 10k zero-duration Spark tasks on SimBackend (chain,
 //!   wide fan-out, layered). Throughput is in tasks; µs per task is printed after each group.
 //!   Targets: ≤ 5 µs per task, and a 10k chain ≤ 1.2× the per-task cost of a 1k chain.
+//! - `pipeline/run_functions/chain/*`: the same runner with Rust function tasks, no backend.
 //! - `pipeline/sim_baseline/*`: SimBackend alone (submit and wait, no runner): the backend's share.
 //! - `pipeline/scheduler/*`: the pure scheduler alone on the same shapes.
 //! - `concurrent_10k` (after the criterion groups, when no filter excludes it): 10,000 Spark jobs
@@ -131,6 +132,41 @@ fn runs(c: &mut Criterion) {
                 println!("{id}: {per_task:.2} µs per task (best of 5 runs)");
             }
         }
+    }
+    group.finish();
+}
+
+/// The runner without a backend: chains of Rust function tasks that return at once. Separates
+/// the executor's own cost (and its scaling) from SimBackend's.
+fn function_chains(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("pipeline/run_functions");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for n in [1_000usize, 10_000] {
+        let mut b = Dag::builder(format!("fn_chain_{n}"))
+            .task(Task::function("t0", |_| async { Ok(None) }));
+        for i in 1..n {
+            b = b.task(
+                Task::function(format!("t{i}"), |_| async { Ok(None) })
+                    .depends_on([format!("t{}", i - 1)]),
+            );
+        }
+        let dag = Arc::new(b.build().expect("valid DAG"));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("chain", n), &n, |b, _| {
+            b.iter(|| {
+                let report = rt
+                    .block_on(Runner::new(dag.clone(), ConnectionRegistry::new()).run())
+                    .expect("run starts");
+                assert!(report.is_success());
+                report
+            })
+        });
     }
     group.finish();
 }
@@ -295,6 +331,7 @@ fn concurrent_10k() {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     runs(&mut criterion);
+    function_chains(&mut criterion);
     backend_baseline(&mut criterion);
     scheduler(&mut criterion);
     criterion.final_summary();
