@@ -18,6 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -277,7 +278,7 @@ impl SimBackendBuilder {
         SimBackend {
             inner: Arc::new(Inner {
                 name: self.name,
-                script: self.script,
+                script: Arc::new(self.script),
                 capacity: self.capacity,
                 state: Mutex::new(SimState::default()),
             }),
@@ -312,30 +313,29 @@ pub struct SimBackend {
 
 struct Inner {
     name: String,
-    script: SimScript,
+    script: Arc<SimScript>,
     capacity: Option<usize>,
     state: Mutex<SimState>,
 }
 
 #[derive(Default)]
 struct SimState {
-    jobs: HashMap<JobId, SimJob>,
-    order: Vec<JobId>,
-    by_key: HashMap<IdempotencyKey, JobId>,
+    /// Every job, indexed by its sequence number (the number at the end of its id).
+    jobs: Vec<SimJob>,
+    by_key: HashMap<IdempotencyKey, usize>,
     attempts: HashMap<String, u32>,
     cancel_requests: Vec<JobId>,
-    /// Jobs waiting for a slot, by (eligible time, submission sequence).
-    waiting: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// Running jobs, by finish time.
-    running: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Jobs waiting for a slot, by (eligible time, sequence number).
+    waiting: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Running jobs, by (finish time, sequence number).
+    running: BinaryHeap<Reverse<(Instant, usize)>>,
     running_count: usize,
-    by_seq: HashMap<u64, JobId>,
-    next_seq: u64,
 }
 
 struct SimJob {
     submission: Submission,
-    script: SimScript,
+    /// Shared with the backend's default when the job has no `sim/*` labels.
+    script: Arc<SimScript>,
     attempt: u32,
     eligible_at: Instant,
     started_at: Option<Instant>,
@@ -441,8 +441,8 @@ impl SimState {
         }
     }
 
-    fn start_job(&mut self, seq: u64, at: Instant) {
-        let Some(job) = self.by_seq.get(&seq).and_then(|id| self.jobs.get_mut(id)) else {
+    fn start_job(&mut self, seq: usize, at: Instant) {
+        let Some(job) = self.jobs.get_mut(seq) else {
             return;
         };
         if job.ended.is_some() {
@@ -453,8 +453,8 @@ impl SimState {
         self.running_count += 1;
     }
 
-    fn finish_job(&mut self, seq: u64, at: Instant) {
-        let Some(job) = self.by_seq.get(&seq).and_then(|id| self.jobs.get_mut(id)) else {
+    fn finish_job(&mut self, seq: usize, at: Instant) {
+        let Some(job) = self.jobs.get_mut(seq) else {
             return;
         };
         if job.ended.is_some() {
@@ -466,6 +466,23 @@ impl SimState {
         };
         job.ended = Some((at, state));
         self.running_count -= 1;
+    }
+
+    /// The job with this id: ids end in the job's sequence number.
+    fn job(&self, id: &JobId) -> Option<&SimJob> {
+        let seq = Self::seq_of(id)?;
+        self.jobs.get(seq).filter(|job| job.submission.id == *id)
+    }
+
+    fn job_mut(&mut self, id: &JobId) -> Option<&mut SimJob> {
+        let seq = Self::seq_of(id)?;
+        self.jobs
+            .get_mut(seq)
+            .filter(|job| job.submission.id == *id)
+    }
+
+    fn seq_of(id: &JobId) -> Option<usize> {
+        id.as_str().rsplit_once('-')?.1.parse().ok()
     }
 
     /// The earliest moment anything in the simulation changes (for jobs blocked on capacity).
@@ -497,7 +514,7 @@ impl SimBackend {
 
     /// Distinct Spark applications created (idempotent resubmits are not counted).
     pub fn accepted_count(&self) -> usize {
-        self.lock().order.len()
+        self.lock().jobs.len()
     }
 
     /// Every job `cancel` was called for, in call order.
@@ -509,9 +526,9 @@ impl SimBackend {
     pub fn submissions(&self) -> Vec<Submission> {
         let state = self.lock();
         state
-            .order
+            .jobs
             .iter()
-            .map(|id| state.jobs[id].submission.clone())
+            .map(|job| job.submission.clone())
             .collect()
     }
 
@@ -556,18 +573,27 @@ impl Backend for SimBackend {
     }
 
     async fn submit(&self, job: &SparkJob, options: &SubmitOptions) -> Result<Submission> {
-        let script = SimScript::from_labels(&job.labels, &self.inner.script)?;
+        // Labels sort, so the `sim/` ones are one range; most jobs have none and share the default.
+        let script = if job
+            .labels
+            .range::<str, _>((Bound::Included("sim/"), Bound::Excluded("sim0")))
+            .next()
+            .is_some()
+        {
+            Arc::new(SimScript::from_labels(&job.labels, &self.inner.script)?)
+        } else {
+            Arc::clone(&self.inner.script)
+        };
         let now = Instant::now();
         let mut state = self.lock();
-        if let Some(id) = options
+        if let Some(&seq) = options
             .idempotency_key
             .as_ref()
             .and_then(|k| state.by_key.get(k))
         {
-            return Ok(state.jobs[id].submission.clone());
+            return Ok(state.jobs[seq].submission.clone());
         }
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        let seq = state.jobs.len();
         let id = JobId(format!("{}-{seq:06}", self.inner.name));
         let identity = SimBackend::attempt_identity(job, options.idempotency_key.as_ref());
         let attempt = {
@@ -580,21 +606,16 @@ impl Backend for SimBackend {
         submission.namespace = job.queue.clone();
         submission.idempotency_key = options.idempotency_key.clone();
         let eligible_at = now + script.queue_delay;
-        state.jobs.insert(
-            id.clone(),
-            SimJob {
-                submission: submission.clone(),
-                script,
-                attempt,
-                eligible_at,
-                started_at: None,
-                ended: None,
-            },
-        );
-        state.order.push(id.clone());
-        state.by_seq.insert(seq, id.clone());
+        state.jobs.push(SimJob {
+            submission: submission.clone(),
+            script,
+            attempt,
+            eligible_at,
+            started_at: None,
+            ended: None,
+        });
         if let Some(key) = &options.idempotency_key {
-            state.by_key.insert(key.clone(), id);
+            state.by_key.insert(key.clone(), seq);
         }
         state.waiting.push(Reverse((eligible_at, seq)));
         state.advance(now, self.inner.capacity);
@@ -606,8 +627,7 @@ impl Backend for SimBackend {
         let mut state = self.lock();
         state.advance(now, self.inner.capacity);
         state
-            .jobs
-            .get(id)
+            .job(id)
             .map(|job| job.status())
             .ok_or_else(|| Error::NotFound {
                 what: format!("simulated job {id}"),
@@ -619,7 +639,7 @@ impl Backend for SimBackend {
             let now = Instant::now();
             let mut state = self.lock();
             state.advance(now, self.inner.capacity);
-            let job = state.jobs.get(id).ok_or_else(|| Error::NotFound {
+            let job = state.job(id).ok_or_else(|| Error::NotFound {
                 what: format!("simulated job {id}"),
             })?;
             job.lines_written(now)
@@ -658,7 +678,7 @@ impl Backend for SimBackend {
                     let (lines, ended, wake) = {
                         let mut state = backend.lock();
                         state.advance(now, backend.inner.capacity);
-                        let Some(job) = state.jobs.get(&id) else {
+                        let Some(job) = state.job(&id) else {
                             let err = Error::NotFound {
                                 what: format!("simulated job {id}"),
                             };
@@ -698,7 +718,7 @@ impl Backend for SimBackend {
         let mut state = self.lock();
         state.advance(now, self.inner.capacity);
         state.cancel_requests.push(id.clone());
-        let job = state.jobs.get_mut(id).ok_or_else(|| Error::NotFound {
+        let job = state.job_mut(id).ok_or_else(|| Error::NotFound {
             what: format!("simulated job {id}"),
         })?;
         if job.ended.is_none() {
@@ -717,7 +737,7 @@ impl Backend for SimBackend {
         Ok(state
             .by_key
             .get(key)
-            .map(|id| state.jobs[id].submission.clone()))
+            .map(|&seq| state.jobs[seq].submission.clone()))
     }
 
     async fn next_status(
@@ -730,7 +750,7 @@ impl Backend for SimBackend {
         let wake = {
             let mut state = self.lock();
             state.advance(now, self.inner.capacity);
-            let job = state.jobs.get(id).ok_or_else(|| Error::NotFound {
+            let job = state.job(id).ok_or_else(|| Error::NotFound {
                 what: format!("simulated job {id}"),
             })?;
             let current = job.status();
