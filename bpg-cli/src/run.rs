@@ -59,8 +59,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let (store, resumed) =
             open_store(path, &dag_id, args.run_id.as_deref(), args.resume).await?;
         if let Some(run) = resumed {
-            // The same run id, logical date and params: every Spark task submits with the same
-            // idempotency keys, so backends that honour them return the jobs already submitted.
+            // The same run id, logical date and params: the runner takes finished tasks' outcomes
+            // from the store, reattaches to recorded Spark jobs, finds unrecorded ones by their
+            // idempotency keys, and continues retries on their schedule.
             runner = runner.logical_date(run.logical_date);
             for (key, value) in run.params {
                 runner = runner.param(key, value);

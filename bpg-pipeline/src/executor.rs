@@ -25,8 +25,8 @@ use crate::context::{RunInfo, TaskContext, TaskError, XComs};
 use crate::dag::{ApplicationSource, CommandLine, CommandTask, Dag, SparkTask, TaskFn, TaskKind};
 use crate::events::{Event, EventSink, EventStream, RunState, TaskState};
 use crate::report::{RunReport, TaskReport};
-use crate::scheduler::{AfterAttempt, AttemptOutcome, Graph, Scheduler, TaskIndex};
-use crate::store::{RunKey, RunRecord, RunStore, SubmissionRecord, TaskStateChange};
+use crate::scheduler::{AfterAttempt, AttemptOutcome, Graph, Resumed, Scheduler, TaskIndex};
+use crate::store::{RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskStateChange};
 use crate::template::{Templates, is_template};
 use crate::validate::{self, DEFAULT_POOL, DEFAULT_POOL_SLOTS};
 
@@ -191,7 +191,24 @@ impl Runner {
             });
         }
 
-        let logical_date = self.logical_date.unwrap_or_else(Utc::now);
+        // Without a run id there is nothing to resume: the default id is new each time.
+        let stored = match (&self.store, &self.run_id) {
+            (Some(store), Some(run_id)) => {
+                store
+                    .load_run(&RunKey {
+                        dag_id: dag.dag_id.clone(),
+                        run_id: run_id.clone(),
+                    })
+                    .await?
+            }
+            _ => None,
+        };
+        // A resumed run keeps its logical date and params: templates and idempotency keys
+        // render as they did in the process that started it.
+        let logical_date = self
+            .logical_date
+            .or(stored.as_ref().map(|s| s.run.logical_date))
+            .unwrap_or_else(Utc::now);
         let run_id = self.run_id.clone().unwrap_or_else(|| {
             format!(
                 "manual__{}",
@@ -199,6 +216,9 @@ impl Runner {
             )
         });
         let mut params = dag.params.clone();
+        if let Some(stored) = &stored {
+            params.extend(stored.run.params.clone());
+        }
         params.extend(self.params.clone());
         let run = Arc::new(RunInfo {
             dag_id: Arc::from(dag.dag_id.as_str()),
@@ -222,6 +242,12 @@ impl Runner {
         }
 
         let xcoms = Arc::new(XComs::new(graph.clone()));
+        let resume = match stored {
+            Some(stored) => Some(Box::new(
+                Resume::new(&dag, &graph, stored, &xcoms, &backends, &self.connections).await,
+            )),
+            None => None,
+        };
         let mut pools: HashMap<String, Arc<Semaphore>> = dag
             .pools
             .iter()
@@ -255,15 +281,16 @@ impl Runner {
             task_pools,
             poll_interval: self.poll_interval,
             jobs_cancel: CancellationToken::new(),
+            in_flight: resume.as_ref().map(|r| r.in_flight.clone()),
         });
         env.events.send(Event::RunStarted {
             dag_id: env.run.dag_id.clone(),
             run_id: env.run.run_id.clone(),
         });
         let scheduler = Scheduler::new(graph, logical_date.to_rfc3339());
-        Executor::new(env, scheduler, self.cancel, self.on_cancel)
-            .drive()
-            .await
+        let mut executor = Executor::new(env, scheduler, self.cancel, self.on_cancel);
+        executor.resume = resume;
+        executor.drive().await
     }
 }
 
@@ -283,6 +310,87 @@ pub(crate) struct RunEnv {
     poll_interval: Duration,
     /// Cancelled (with [`CancelPolicy::CancelJobs`]) to make running attempts cancel their jobs.
     jobs_cancel: CancellationToken,
+    /// When resuming: per task, the try an earlier process had in flight.
+    in_flight: Option<Arc<[Option<InFlight>]>>,
+}
+
+/// A Spark try an earlier process of the run had started.
+#[derive(Clone)]
+struct InFlight {
+    try_number: u32,
+    /// Its recorded submission and the backend of the connection it went through; `None` when
+    /// the process stopped before recording it (the idempotency key finds it then).
+    submission: Option<(Submission, Arc<dyn Backend>)>,
+}
+
+/// A task's recorded state, try number and when that try ended.
+type RecordedTask = (TaskState, u32, Option<DateTime<Utc>>);
+
+/// What the store held about a run being resumed.
+struct Resume {
+    /// Per task: what was recorded.
+    tasks: Vec<Option<RecordedTask>>,
+    in_flight: Arc<[Option<InFlight>]>,
+}
+
+impl Resume {
+    /// Reads `stored` into per-task slots, restores its XCom, and resolves the backends of
+    /// recorded submissions (the recorded connection, which a changed DAG may no longer use).
+    async fn new(
+        dag: &Dag,
+        graph: &Graph,
+        stored: StoredRun,
+        xcoms: &XComs,
+        backends: &[Option<Arc<dyn Backend>>],
+        connections: &ConnectionRegistry,
+    ) -> Self {
+        let n = graph.len();
+        let mut tasks = vec![None; n];
+        let mut in_flight = vec![None; n];
+        for (task_id, values) in stored.xcom {
+            for (key, value) in values {
+                xcoms.push(&task_id, &key, value);
+            }
+        }
+        for (task_id, record) in stored.tasks {
+            let Some(i) = graph.index_of(&task_id) else {
+                continue;
+            };
+            tasks[i] = Some((record.state, record.try_number, record.end_date));
+            let TaskKind::Spark(spark) = &dag.tasks[i].kind else {
+                continue;
+            };
+            if !matches!(record.state, TaskState::Queued | TaskState::Running) {
+                continue;
+            }
+            let recorded = record
+                .submissions
+                .into_iter()
+                .find(|s| s.try_number == record.try_number);
+            let submission = match recorded {
+                Some(s) if s.connection == spark.connection => {
+                    backends[i].clone().map(|b| (s.submission, b))
+                }
+                Some(s) => match connections.get(&s.connection).await {
+                    Ok(b) => Some((s.submission, b)),
+                    Err(e) => {
+                        tracing::warn!(task = %task_id, connection = %s.connection, error = %e,
+                            "cannot reach the connection of a recorded submission; looking it up by key");
+                        None
+                    }
+                },
+                None => None,
+            };
+            in_flight[i] = Some(InFlight {
+                try_number: record.try_number,
+                submission,
+            });
+        }
+        Resume {
+            tasks,
+            in_flight: in_flight.into(),
+        }
+    }
 }
 
 impl RunEnv {
@@ -608,7 +716,43 @@ impl Attempt {
     ) -> Result<JobStatus> {
         let env = &self.env;
         let task_id = self.task_id();
-        let submission = backend.submit(job, options).await?;
+        let in_flight = env
+            .in_flight
+            .as_ref()
+            .and_then(|f| f[self.index].as_ref())
+            .filter(|f| f.try_number == self.try_number);
+        if let Some(InFlight {
+            submission: Some((submission, recorded_backend)),
+            ..
+        }) = in_flight
+        {
+            // Resuming: this try's job was submitted and recorded by an earlier process.
+            let submission = submitted.get_or_init(|| submission.clone());
+            env.events.log(
+                task_id,
+                self.try_number,
+                format!("reattached to Spark job {}", submission.id),
+            );
+            return self
+                .follow_submission(spark, recorded_backend, submission)
+                .await;
+        }
+        // Resuming a try stopped between submit and record: the key finds what was accepted.
+        let found = match (in_flight, &options.idempotency_key) {
+            (Some(_), Some(key)) if backend.capabilities().find => backend.find(key).await?,
+            _ => None,
+        };
+        let submission = match found {
+            Some(found) => {
+                env.events.log(
+                    task_id,
+                    self.try_number,
+                    format!("found Spark job {} submitted before the restart", found.id),
+                );
+                found
+            }
+            None => backend.submit(job, options).await?,
+        };
         let submission = submitted.get_or_init(|| submission);
         // Recorded before waiting, so a durable store can reattach after a crash.
         if let Some(store) = &env.store {
@@ -635,6 +779,18 @@ impl Attempt {
         }
         env.push_xcom(self.index, task_id, "submission_id", id.into())
             .await;
+        self.follow_submission(spark, backend, submission).await
+    }
+
+    /// Waits for a submitted job to end, then publishes its final state and application id.
+    async fn follow_submission(
+        &self,
+        spark: &SparkTask,
+        backend: &Arc<dyn Backend>,
+        submission: &Submission,
+    ) -> Result<JobStatus> {
+        let env = &self.env;
+        let task_id = self.task_id();
         let status = self.wait_with_logs(spark, backend, submission).await?;
         env.push_xcom(
             self.index,
@@ -909,6 +1065,8 @@ struct Executor {
     messages: Vec<Option<String>>,
     changes: Vec<(TaskIndex, TaskState)>,
     timer_cancel: CancellationToken,
+    /// Set when resuming a run: what an earlier process recorded.
+    resume: Option<Box<Resume>>,
 }
 
 impl Executor {
@@ -931,6 +1089,7 @@ impl Executor {
             messages: vec![None; n],
             changes: Vec::new(),
             timer_cancel: CancellationToken::new(),
+            resume: None,
         }
     }
 
@@ -969,11 +1128,15 @@ impl Executor {
             }
             self.publish().await;
         }
+        let left_running = cancelled && self.on_cancel == CancelPolicy::LeaveRunning;
         let state = match self.scheduler.run_state() {
+            // Left to be resumed: the store keeps the run `running`.
+            RunState::Running if left_running => RunState::Running,
             RunState::Running => RunState::Failed,
             state => state,
         };
         if let Some(store) = &self.env.store
+            && !(left_running && state == RunState::Running)
             && let Err(e) = store.finish_run(&self.env.key, state).await
         {
             tracing::warn!(error = %e, "run store refused the run's final state");
@@ -987,6 +1150,22 @@ impl Executor {
             return;
         }
         while let Some(i) = self.scheduler.pop_ready() {
+            if let Some(resume) = &mut self.resume
+                && let Some((stored, try_number, ended)) = resume.tasks[i].take()
+            {
+                match self.scheduler.resume(i, stored, try_number) {
+                    Resumed::Finished(_) => continue,
+                    Resumed::Retry { delay } => {
+                        // The retry schedule continues from when the recorded try ended.
+                        let elapsed = ended
+                            .and_then(|at| (Utc::now() - at).to_std().ok())
+                            .unwrap_or_default();
+                        self.retry_after(i, delay.saturating_sub(elapsed));
+                        continue;
+                    }
+                    Resumed::Continue => {}
+                }
+            }
             if matches!(self.env.dag.tasks[i].kind, TaskKind::Empty) {
                 // Like Airflow's EmptyOperator: decided by the scheduler, never sent to a worker.
                 self.scheduler.attempt_started(i);
@@ -1039,18 +1218,22 @@ impl Executor {
                             error: self.messages[i].clone().unwrap_or_default(),
                         });
                     }
-                    let cancel = self.timer_cancel.clone();
-                    self.join.spawn(async move {
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => Done::RetryDue(i),
-                            _ = cancel.cancelled() => Done::RetryCancelled,
-                        }
-                    });
+                    self.retry_after(i, delay);
                 }
             }
             Done::RetryDue(i) => self.scheduler.retry_due(i),
             Done::RetryCancelled => {}
         }
+    }
+
+    fn retry_after(&mut self, i: TaskIndex, delay: Duration) {
+        let cancel = self.timer_cancel.clone();
+        self.join.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => Done::RetryDue(i),
+                _ = cancel.cancelled() => Done::RetryCancelled,
+            }
+        });
     }
 
     async fn publish(&mut self) {

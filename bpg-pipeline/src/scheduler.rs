@@ -363,6 +363,20 @@ pub enum AfterAttempt {
     },
 }
 
+/// What [`Scheduler::resume`] decided for a task recorded by an earlier process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// The task had finished in this state; nothing runs.
+    Finished(TaskState),
+    /// The task is `up_for_retry`; its next try is due `delay` after its last try ended.
+    Retry {
+        /// The retry delay after the recorded try.
+        delay: Duration,
+    },
+    /// Run the task (try [`Scheduler::try_number`]), finding a submission that try already made.
+    Continue,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
     state: TaskState,
@@ -495,6 +509,46 @@ impl Scheduler {
         };
         self.finish(i, state);
         AfterAttempt::Finished(state)
+    }
+
+    /// Resuming a run an earlier process recorded: task `i`, just taken with
+    /// [`Scheduler::pop_ready`], had reached `stored` on try `try_number`. Finished states are
+    /// taken as they are (and propagated to downstreams); `up_for_retry` keeps its retry
+    /// schedule; `queued` and `running` continue the same try (a submission it made is found
+    /// again, never repeated); anything else starts the next try. The `queued` change
+    /// `pop_ready` made is withdrawn, so the store keeps the recorded timestamps.
+    pub fn resume(&mut self, i: TaskIndex, stored: TaskState, try_number: u32) -> Resumed {
+        if self.changes.last() == Some(&(i, TaskState::Queued)) {
+            self.changes.pop();
+        }
+        let slot = &mut self.slots[i];
+        match stored {
+            s if s.is_finished() => {
+                slot.try_number = try_number;
+                self.finish(i, s);
+                Resumed::Finished(s)
+            }
+            TaskState::UpForRetry => {
+                slot.try_number = try_number;
+                slot.state = TaskState::UpForRetry;
+                let key = format!(
+                    "{}#{}#{}",
+                    self.graph.dag_id, self.graph.ids[i], self.jitter_seed
+                );
+                Resumed::Retry {
+                    delay: retry_delay(&self.graph.retry[i], try_number, &key),
+                }
+            }
+            TaskState::Queued | TaskState::Running if try_number > 0 => {
+                slot.try_number = try_number;
+                Resumed::Continue
+            }
+            _ => {
+                slot.try_number = try_number + 1;
+                self.changes.push((i, TaskState::Queued));
+                Resumed::Continue
+            }
+        }
     }
 
     /// Task `i`'s retry delay passed: it is ready again.

@@ -1,0 +1,216 @@
+//! Resuming a run from its run store: finished tasks keep their outcomes, in-flight Spark jobs
+//! are reattached (or found by idempotency key), and retries keep their schedule.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bpg_core::{AppType, Backend, IdempotencyKey, SimBackend, SparkJob, SubmitOptions};
+use bpg_pipeline::{
+    CancelPolicy, ConnectionRegistry, Dag, Event, InMemoryRunStore, RunKey, RunRecord, RunState,
+    RunStore, Runner, Task, TaskError, TaskState,
+};
+use chrono::TimeZone;
+use tokio::time::Instant;
+
+fn key() -> RunKey {
+    RunKey {
+        dag_id: "resume".into(),
+        run_id: "manual__1".into(),
+    }
+}
+
+fn spark(id: &str, duration: &str) -> Task {
+    let job = SparkJob::new(id, AppType::Python, "3.5", "local:///job.py")
+        .with_label("sim/duration", duration);
+    Task::spark(id, "sim", job)
+}
+
+fn registry(sim: &SimBackend) -> ConnectionRegistry {
+    let mut connections = ConnectionRegistry::new();
+    connections.insert_backend("sim", Arc::new(sim.clone()));
+    connections
+}
+
+/// A function task that counts its attempts and fails its first one.
+fn counted(id: &str, calls: &Arc<AtomicU32>, fail_first: bool) -> Task {
+    let calls = calls.clone();
+    Task::function(id, move |ctx| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if fail_first && ctx.try_number() == 1 {
+                Err(TaskError::failed("first try fails"))
+            } else {
+                Ok(None)
+            }
+        }
+    })
+}
+
+/// Runs `runner` with [`CancelPolicy::LeaveRunning`] until `stop_at` matches an event, then
+/// cancels it as a shut-down scheduler would.
+async fn run_until(runner: Runner, stop_at: impl Fn(&Event) -> bool) -> bpg_pipeline::RunReport {
+    let runner = runner.on_cancel(CancelPolicy::LeaveRunning);
+    let mut events = runner.subscribe();
+    let cancel = runner.cancellation_token();
+    let run = tokio::spawn(runner.run());
+    while let Some(event) = events.recv().await {
+        if stop_at(&event) {
+            break;
+        }
+    }
+    cancel.cancel();
+    run.await.unwrap().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_reattaches_running_jobs_and_keeps_finished_outcomes() {
+    let sim = SimBackend::new();
+    let store: Arc<dyn RunStore> = Arc::new(InMemoryRunStore::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let dag = Arc::new(
+        Dag::builder("resume")
+            .task(counted("prepare", &calls, false))
+            .task(spark("first", "10m").depends_on(["prepare"]))
+            .task(spark("second", "10m").depends_on(["first"]))
+            .build()
+            .unwrap(),
+    );
+    let runner = Runner::new(dag.clone(), registry(&sim))
+        .run_id("manual__1")
+        .store(store.clone());
+    let left = run_until(
+        runner,
+        |e| matches!(e, Event::TaskSubmitted { task_id, .. } if &**task_id == "first"),
+    )
+    .await;
+    assert_eq!(left.state, RunState::Running);
+    let stored = store.load_run(&key()).await.unwrap().unwrap();
+    assert_eq!(stored.run.state, RunState::Running, "left to be resumed");
+    assert_eq!(stored.tasks["first"].state, TaskState::Running);
+    let first_job = stored.tasks["first"].submissions[0].submission.id.clone();
+    assert_eq!(sim.running_count(), 1, "the job was left running");
+
+    let resumed = Runner::new(dag, registry(&sim))
+        .run_id("manual__1")
+        .store(store.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(resumed.state, RunState::Success);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "prepare is not run again");
+    assert_eq!(resumed.tasks["prepare"].state, TaskState::Success);
+    assert_eq!(resumed.tasks["first"].try_number, 1);
+    assert_eq!(
+        resumed.tasks["first"].submission_id.as_deref(),
+        Some(first_job.as_str()),
+        "reattached to the recorded job"
+    );
+    assert_eq!(sim.accepted_count(), 2, "one job per Spark task");
+    assert_eq!(
+        store.load_run(&key()).await.unwrap().unwrap().run.state,
+        RunState::Success
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_finds_a_submission_that_was_accepted_but_not_recorded() {
+    let sim = SimBackend::new();
+    let store: Arc<dyn RunStore> = Arc::new(InMemoryRunStore::new());
+    let dag = Dag::builder("resume")
+        .task(spark("only", "5m"))
+        .build()
+        .unwrap();
+    // What a process killed between submit and record leaves: the task running its first try,
+    // no submission in the store, and the job accepted by the backend under the try's key.
+    store
+        .begin_run(&RunRecord {
+            key: key(),
+            logical_date: chrono::Utc.with_ymd_and_hms(2025, 5, 1, 0, 0, 0).unwrap(),
+            params: serde_json::Map::new(),
+            state: RunState::Running,
+        })
+        .await
+        .unwrap();
+    store
+        .set_task_state(&key(), "only", TaskState::Running, 1)
+        .await
+        .unwrap();
+    let job = SparkJob::new("only", AppType::Python, "3.5", "local:///job.py")
+        .with_label("sim/duration", "5m");
+    let accepted = sim
+        .submit(
+            &job,
+            &SubmitOptions::new().with_idempotency_key(IdempotencyKey::for_task(
+                "resume",
+                "manual__1",
+                "only",
+                1,
+            )),
+        )
+        .await
+        .unwrap();
+
+    let report = Runner::new(dag, registry(&sim))
+        .run_id("manual__1")
+        .store(store.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.state, RunState::Success);
+    assert_eq!(sim.accepted_count(), 1, "nothing resubmitted");
+    assert_eq!(
+        report.tasks["only"].submission_id.as_deref(),
+        Some(accepted.id.as_str())
+    );
+    let stored = store.load_run(&key()).await.unwrap().unwrap();
+    assert_eq!(
+        stored.tasks["only"].submissions[0].submission.id,
+        accepted.id
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_continues_a_retry_on_its_schedule() {
+    let sim = SimBackend::new();
+    let store: Arc<dyn RunStore> = Arc::new(InMemoryRunStore::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let dag = Arc::new(
+        Dag::builder("resume")
+            .task(
+                counted("flaky", &calls, true)
+                    .retries(2)
+                    .retry_delay(Duration::from_secs(3600)),
+            )
+            .build()
+            .unwrap(),
+    );
+    let runner = Runner::new(dag.clone(), registry(&sim))
+        .run_id("manual__1")
+        .store(store.clone());
+    run_until(runner, |e| matches!(e, Event::TaskRetry { .. })).await;
+    let stored = store.load_run(&key()).await.unwrap().unwrap();
+    assert_eq!(stored.tasks["flaky"].state, TaskState::UpForRetry);
+    assert_eq!(stored.tasks["flaky"].try_number, 1);
+
+    let started = Instant::now();
+    let report = Runner::new(dag, registry(&sim))
+        .run_id("manual__1")
+        .store(store)
+        .run()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(report.state, RunState::Success);
+    assert_eq!(
+        report.tasks["flaky"].try_number, 2,
+        "the second try, not a fresh first"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The retry delay counts from when the recorded try ended (moments ago, in real time).
+    assert!(
+        waited > Duration::from_secs(3590) && waited <= Duration::from_secs(3600),
+        "{waited:?}"
+    );
+}
