@@ -13,34 +13,7 @@ use wiremock::{Request, ResponseTemplate};
 
 use super::{Fault, FaultKind, JournalEntry, MockCluster, MockSubmission, Route};
 use crate::NO_LOGS_NOTICE;
-
-/// Top-level fields of BPG's Java `SubmitApplicationRequest`; anything else is a 400.
-const REQUEST_FIELDS: &[&str] = &[
-    "submissionIdSuffix",
-    "applicationName",
-    "type",
-    "image",
-    "spotInstance",
-    "sparkVersion",
-    "mainClass",
-    "mainApplicationFile",
-    "arguments",
-    "driver",
-    "executor",
-    "deps",
-    "pythonVersion",
-    "queue",
-    "sparkConf",
-    "queueToken",
-    "clusterId",
-    "volumes",
-    "imagePullPolicy",
-    "restartPolicy",
-    "mode",
-    "overheadFactor",
-    "driverOverheadFactor",
-    "executorOverheadFactor",
-];
+use bpg_core::formats::bpg::REQUEST_FIELDS;
 
 /// The full text BPG answers when it has no log (no trailing newline).
 const NO_LOGS_BODY: &str = "Cannot find matched log files. Please try again in 5 minutes if this is a new job which was just started within 5 minutes.";

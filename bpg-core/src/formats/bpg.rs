@@ -33,6 +33,35 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Every top-level field BPG's Java `SubmitApplicationRequest` has, documented and hidden; BPG
+/// answers 400 to any other.
+pub const REQUEST_FIELDS: &[&str] = &[
+    "submissionIdSuffix",
+    "applicationName",
+    "type",
+    "image",
+    "spotInstance",
+    "sparkVersion",
+    "mainClass",
+    "mainApplicationFile",
+    "arguments",
+    "driver",
+    "executor",
+    "deps",
+    "pythonVersion",
+    "queue",
+    "sparkConf",
+    "queueToken",
+    "clusterId",
+    "volumes",
+    "imagePullPolicy",
+    "restartPolicy",
+    "mode",
+    "overheadFactor",
+    "driverOverheadFactor",
+    "executorOverheadFactor",
+];
+
 /// Body of BPG's `POST /spark` (Java `api/SubmitApplicationRequest`).
 ///
 /// Unknown top-level fields are rejected when deserializing, as BPG does (400). `Debug` never shows

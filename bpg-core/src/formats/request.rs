@@ -6,37 +6,10 @@ use serde_json::Value;
 
 use crate::job::{AppType, PodSpec, SparkJob};
 
+use super::bpg::REQUEST_FIELDS;
 use super::bpg::{self, DriverSpec, ExecutorSpec, SubmitApplicationRequest};
 use super::pod::{self, Flavor, Role};
 use super::tree::{Node, Report, suggestion};
-
-/// Every top-level field BPG's Java class has (documented and hidden).
-const REQUEST_FIELDS: &[&str] = &[
-    "submissionIdSuffix",
-    "applicationName",
-    "type",
-    "image",
-    "spotInstance",
-    "sparkVersion",
-    "mainClass",
-    "mainApplicationFile",
-    "arguments",
-    "driver",
-    "executor",
-    "deps",
-    "pythonVersion",
-    "queue",
-    "sparkConf",
-    "queueToken",
-    "clusterId",
-    "volumes",
-    "imagePullPolicy",
-    "restartPolicy",
-    "mode",
-    "overheadFactor",
-    "driverOverheadFactor",
-    "executorOverheadFactor",
-];
 
 /// BPG-only settings the model keeps in [`SparkJob::extra`] under their wire names.
 const EXTRA_STRINGS: &[&str] = &["submissionIdSuffix", "clusterId", "mode"];
