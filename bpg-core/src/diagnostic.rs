@@ -184,3 +184,43 @@ impl IntoIterator for Diagnostics {
         self.0.into_iter()
     }
 }
+
+/// The candidate a misspelt name most likely meant, for "did you mean" hints: the closest by edit
+/// distance (ignoring case), if it is within 2 edits (3 for names longer than 8 characters).
+///
+/// ```
+/// use bpg_core::closest_match;
+/// assert_eq!(closest_match("sparkVersoin", ["sparkVersion", "mainClass"]), Some("sparkVersion"));
+/// assert_eq!(closest_match("queue", ["sparkVersion", "mainClass"]), None);
+/// ```
+pub fn closest_match<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let name_lower = name.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&name_lower, &c.to_ascii_lowercase()), c))
+        .filter(|&(d, _)| d <= 2 || (d <= 3 && name.len() > 8))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -41,7 +41,7 @@ pub use backend::{
     Backend, BackendExt, Capabilities, IdempotencyKey, JobId, LogLine, LogOptions, LogStream,
     Submission, SubmitOptions, WaitOptions,
 };
-pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity, closest_match};
 pub use error::{BoxError, Error, Result};
 pub use job::{AppType, Dependencies, DynamicAllocation, EnvVar, PodSpec, RestartPolicy, SparkJob};
 pub use quantity::{MemoryQuantity, QuantityError};

@@ -566,38 +566,10 @@ impl<'n> Fields<'n> {
 
 /// "did you mean" for a misspelt field name.
 pub(crate) fn suggestion(name: &str, known: &[&str]) -> String {
-    let best = known
-        .iter()
-        .map(|k| {
-            (
-                edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()),
-                *k,
-            )
-        })
-        .min();
-    match best {
-        Some((d, k)) if d <= 2 || (d <= 3 && name.len() > 8) => format!(" (did you mean `{k}`?)"),
-        _ => String::new(),
+    match crate::closest_match(name, known.iter().copied()) {
+        Some(k) => format!(" (did you mean `{k}`?)"),
+        None => String::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
