@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpg_core::{Diagnostics, SparkJob};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +132,8 @@ pub struct DefaultArgs {
     pub trigger_rule: Option<TriggerRule>,
     /// Default `pool`.
     pub pool: Option<String>,
+    /// Default `depends_on_past`.
+    pub depends_on_past: Option<bool>,
 }
 
 impl DefaultArgs {
@@ -178,6 +181,12 @@ impl DefaultArgs {
     /// Sets `pool`.
     pub fn pool(mut self, pool: impl Into<String>) -> Self {
         self.pool = Some(pool.into());
+        self
+    }
+
+    /// Sets `depends_on_past`.
+    pub fn depends_on_past(mut self, on: bool) -> Self {
+        self.depends_on_past = Some(on);
         self
     }
 }
@@ -308,6 +317,9 @@ pub struct Task {
     pub pool: Option<String>,
     /// Slots taken from the pool.
     pub pool_slots: u32,
+    /// Runs only if this task's instance in the DAG's previous run (by logical date) succeeded
+    /// or was skipped; default args, then off. See [`Task::depends_on_past`].
+    pub depends_on_past: Option<bool>,
 }
 
 impl Task {
@@ -324,6 +336,7 @@ impl Task {
             execution_timeout: None,
             pool: None,
             pool_slots: 1,
+            depends_on_past: None,
         }
     }
 
@@ -438,6 +451,27 @@ impl Task {
         self
     }
 
+    /// Sets `depends_on_past` (Airflow's): the task runs only if its instance in the DAG's
+    /// previous run (the run with the latest earlier logical date in the run store) succeeded
+    /// or was skipped; with no previous run, or no instance of it there, it runs.
+    ///
+    /// While the previous instance is still unfinished the task waits for it. When it ended
+    /// otherwise (failed, upstream_failed) the task is blocked: Airflow leaves such a task
+    /// without state until someone clears the past; a run here ends instead, with the task
+    /// (and what depends on it) in state `none` and the run `failed`. Without a run store
+    /// there are no previous runs, so the dependency always passes.
+    pub fn depends_on_past(mut self, on: bool) -> Self {
+        self.depends_on_past = Some(on);
+        self
+    }
+
+    /// Whether `depends_on_past` applies, given the DAG's default args.
+    pub fn depends_on_past_with(&self, defaults: &DefaultArgs) -> bool {
+        self.depends_on_past
+            .or(defaults.depends_on_past)
+            .unwrap_or(false)
+    }
+
     /// Sets `max_retry_delay`.
     pub fn max_retry_delay(mut self, max: Duration) -> Self {
         self.max_retry_delay = Some(max);
@@ -531,6 +565,9 @@ impl SourceMap {
 /// Default for `max_active_tasks` (Airflow's `max_active_tasks_per_dag`).
 pub const DEFAULT_MAX_ACTIVE_TASKS: usize = 16;
 
+/// Default for `max_active_runs` (Airflow's `max_active_runs_per_dag`).
+pub const DEFAULT_MAX_ACTIVE_RUNS: usize = 16;
+
 /// A pipeline: tasks and the edges between them, with DAG-wide settings.
 ///
 /// Build one with [`Dag::builder`] or load one with [`crate::load_dag_file`]; both validate.
@@ -541,10 +578,17 @@ pub struct Dag {
     pub dag_id: String,
     /// Human description.
     pub description: Option<String>,
-    /// Cron schedule (used by schedulers; a single run ignores it).
+    /// Cron expression or preset (`@daily`), checked with [`crate::schedule::Schedule`] when
+    /// the DAG is built or loaded. Used by schedulers; a single run ignores it.
     pub schedule: Option<String>,
+    /// No scheduled interval starts before this; with `catchup`, the intervals since it run.
+    pub start_date: Option<DateTime<Utc>>,
+    /// No scheduled interval starts after this.
+    pub end_date: Option<DateTime<Utc>>,
     /// Catch up missed intervals (Airflow 3 default: off).
     pub catchup: bool,
+    /// At most this many runs of the DAG at once, scheduled and manual together.
+    pub max_active_runs: usize,
     /// Settings tasks inherit.
     pub default_args: DefaultArgs,
     /// At most this many tasks run at once.
@@ -569,7 +613,10 @@ impl Dag {
                 dag_id: dag_id.into(),
                 description: None,
                 schedule: None,
+                start_date: None,
+                end_date: None,
                 catchup: false,
+                max_active_runs: DEFAULT_MAX_ACTIVE_RUNS,
                 default_args: DefaultArgs::default(),
                 max_active_tasks: DEFAULT_MAX_ACTIVE_TASKS,
                 pools: BTreeMap::new(),
@@ -641,9 +688,33 @@ impl DagBuilder {
         self
     }
 
-    /// Sets the cron schedule.
+    /// Sets the schedule: a cron expression or a preset such as `@daily`.
     pub fn schedule(mut self, cron: impl Into<String>) -> Self {
         self.dag.schedule = Some(cron.into());
+        self
+    }
+
+    /// Sets `start_date`: no scheduled interval starts before it.
+    pub fn start_date(mut self, date: DateTime<Utc>) -> Self {
+        self.dag.start_date = Some(date);
+        self
+    }
+
+    /// Sets `end_date`: no scheduled interval starts after it.
+    pub fn end_date(mut self, date: DateTime<Utc>) -> Self {
+        self.dag.end_date = Some(date);
+        self
+    }
+
+    /// Sets `catchup`: run every missed interval since `start_date`, not only the latest.
+    pub fn catchup(mut self, on: bool) -> Self {
+        self.dag.catchup = on;
+        self
+    }
+
+    /// Sets `max_active_runs` (default 16).
+    pub fn max_active_runs(mut self, n: usize) -> Self {
+        self.dag.max_active_runs = n;
         self
     }
 

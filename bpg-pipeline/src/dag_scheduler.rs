@@ -21,8 +21,7 @@ use crate::report::RunReport;
 use crate::schedule::{DataInterval, Schedule, ScheduleBounds, is_scheduled_run_id};
 use crate::store::{InMemoryRunStore, RunKey, RunStore};
 
-/// Default for `max_active_runs` (Airflow's `max_active_runs_per_dag`).
-pub const DEFAULT_MAX_ACTIVE_RUNS: usize = 16;
+pub use crate::dag::DEFAULT_MAX_ACTIVE_RUNS;
 
 /// A DAG with what the scheduler needs beyond the DAG itself: its parsed schedule, start and end
 /// dates, catchup and `max_active_runs`.
@@ -35,7 +34,8 @@ pub struct ScheduledDag {
 }
 
 impl ScheduledDag {
-    /// Takes the schedule and `catchup` from the DAG. A DAG without a schedule runs only when
+    /// Takes the schedule, `start_date`, `end_date`, `catchup` and `max_active_runs` from the
+    /// DAG (the setters below override them). A DAG without a schedule runs only when
     /// triggered. An invalid schedule is an error naming the DAG's file and the `schedule` field.
     pub fn new(dag: impl Into<Arc<Dag>>) -> std::result::Result<Self, Diagnostics> {
         let dag = dag.into();
@@ -57,13 +57,13 @@ impl ScheduledDag {
         };
         Ok(ScheduledDag {
             bounds: ScheduleBounds {
-                start_date: None,
-                end_date: None,
+                start_date: dag.start_date,
+                end_date: dag.end_date,
                 catchup: dag.catchup,
             },
+            max_active_runs: dag.max_active_runs.max(1),
             dag,
             schedule,
-            max_active_runs: DEFAULT_MAX_ACTIVE_RUNS,
         })
     }
 

@@ -288,8 +288,26 @@ impl Runner {
             run_id: env.run.run_id.clone(),
         });
         let scheduler = Scheduler::new(graph, logical_date.to_rfc3339());
+        let past_gate = match &self.store {
+            Some(_)
+                if dag
+                    .tasks
+                    .iter()
+                    .any(|t| t.depends_on_past_with(&dag.default_args)) =>
+            {
+                Some(
+                    dag.tasks
+                        .iter()
+                        .map(|t| t.depends_on_past_with(&dag.default_args))
+                        .collect(),
+                )
+            }
+            // Without a store there are no previous runs: the dependency always passes.
+            _ => None,
+        };
         let mut executor = Executor::new(env, scheduler, self.cancel, self.on_cancel);
         executor.resume = resume;
+        executor.past_gate = past_gate;
         executor.drive().await
     }
 }
@@ -461,6 +479,10 @@ impl AttemptResult {
 
 enum Done {
     Attempt(TaskIndex, AttemptResult),
+    /// `depends_on_past` is met: the task may start.
+    PastMet(TaskIndex),
+    /// `depends_on_past` cannot be met in this run; the message says why.
+    PastBlocked(TaskIndex, String),
     RetryDue(TaskIndex),
     RetryCancelled,
 }
@@ -1033,6 +1055,66 @@ async fn kill_process_group(child: &mut tokio::process::Child) {
     let _ = child.wait().await;
 }
 
+/// Waits until task `i`'s `depends_on_past` is decided: met when the same task's instance in the
+/// DAG's previous run succeeded or was skipped (or there is none); blocked when it ended
+/// otherwise, or its run ended without it finishing. While the previous run is still going, the
+/// instance is looked at again every poll interval.
+async fn past_met(
+    env: Arc<RunEnv>,
+    store: Arc<dyn RunStore>,
+    i: TaskIndex,
+    stop: CancellationToken,
+) -> Done {
+    let task_id = env.graph.id(i).clone();
+    loop {
+        let previous = match store.previous_task_instance(&env.key, &task_id).await {
+            Ok(previous) => previous,
+            Err(e) => {
+                return Done::PastBlocked(
+                    i,
+                    format!("depends_on_past: cannot read the previous run: {e}"),
+                );
+            }
+        };
+        let Some(previous) = previous else {
+            return Done::PastMet(i);
+        };
+        match previous.state {
+            TaskState::Success | TaskState::Skipped => return Done::PastMet(i),
+            state if state.is_finished() => {
+                return Done::PastBlocked(
+                    i,
+                    format!("depends_on_past: its instance in the previous run ended {state}"),
+                );
+            }
+            state => {
+                let previous_run = match store.list_runs(&env.key.dag_id).await {
+                    Ok(runs) => runs
+                        .into_iter()
+                        .filter(|r| r.logical_date < env.run.logical_date)
+                        .max_by(|a, b| a.logical_date.cmp(&b.logical_date)),
+                    Err(e) => {
+                        return Done::PastBlocked(
+                            i,
+                            format!("depends_on_past: cannot read the previous run: {e}"),
+                        );
+                    }
+                };
+                if previous_run.is_none_or(|r| r.state != RunState::Running) {
+                    return Done::PastBlocked(
+                        i,
+                        format!("depends_on_past: the previous run ended with this task {state}"),
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(env.poll_interval) => {}
+            _ = stop.cancelled() => return Done::RetryCancelled,
+        }
+    }
+}
+
 /// A job built in Rust with nothing to render or merge: used as it is, without a copy.
 fn plain_job(spark: &SparkTask) -> Option<&SparkJob> {
     match &spark.application {
@@ -1067,6 +1149,9 @@ struct Executor {
     timer_cancel: CancellationToken,
     /// Set when resuming a run: what an earlier process recorded.
     resume: Option<Box<Resume>>,
+    /// Set when some task has `depends_on_past` (and there is a store): per task, whether its
+    /// previous-run instance must still be checked before it first starts.
+    past_gate: Option<Box<[bool]>>,
 }
 
 impl Executor {
@@ -1090,6 +1175,7 @@ impl Executor {
             changes: Vec::new(),
             timer_cancel: CancellationToken::new(),
             resume: None,
+            past_gate: None,
         }
     }
 
@@ -1166,20 +1252,37 @@ impl Executor {
                     Resumed::Continue => {}
                 }
             }
-            if matches!(self.env.dag.tasks[i].kind, TaskKind::Empty) {
-                // Like Airflow's EmptyOperator: decided by the scheduler, never sent to a worker.
-                self.scheduler.attempt_started(i);
-                self.scheduler.attempt_finished(i, AttemptOutcome::Success);
+            if let Some(gate) = &mut self.past_gate
+                && std::mem::take(&mut gate[i])
+                && let Some(store) = &self.env.store
+            {
+                self.join.spawn(past_met(
+                    self.env.clone(),
+                    store.clone(),
+                    i,
+                    self.timer_cancel.clone(),
+                ));
                 continue;
             }
-            let attempt = Attempt {
-                env: self.env.clone(),
-                index: i,
-                try_number: self.scheduler.try_number(i),
-                notices: self.notices_tx.clone(),
-            };
-            self.join.spawn(attempt.run());
+            self.launch(i);
         }
+    }
+
+    /// Starts an attempt of task `i`, taken from the ready queue.
+    fn launch(&mut self, i: TaskIndex) {
+        if matches!(self.env.dag.tasks[i].kind, TaskKind::Empty) {
+            // Like Airflow's EmptyOperator: decided by the scheduler, never sent to a worker.
+            self.scheduler.attempt_started(i);
+            self.scheduler.attempt_finished(i, AttemptOutcome::Success);
+            return;
+        }
+        let attempt = Attempt {
+            env: self.env.clone(),
+            index: i,
+            try_number: self.scheduler.try_number(i),
+            notices: self.notices_tx.clone(),
+        };
+        self.join.spawn(attempt.run());
     }
 
     fn notice(&mut self, notice: Notice) {
@@ -1222,6 +1325,15 @@ impl Executor {
                 }
             }
             Done::RetryDue(i) => self.scheduler.retry_due(i),
+            Done::PastMet(i) => {
+                if !self.cancel.is_cancelled() {
+                    self.launch(i);
+                }
+            }
+            Done::PastBlocked(i, message) => {
+                self.messages[i] = Some(message);
+                self.scheduler.block(i);
+            }
             Done::RetryCancelled => {}
         }
     }
@@ -1260,9 +1372,10 @@ impl Executor {
                 let try_number = self.scheduler.try_number(i);
                 let task_id = self.env.graph.id(i);
                 let message = match state {
-                    TaskState::Failed | TaskState::UpForRetry | TaskState::Skipped => {
-                        self.messages[i].clone()
-                    }
+                    TaskState::Failed
+                    | TaskState::UpForRetry
+                    | TaskState::Skipped
+                    | TaskState::None => self.messages[i].clone(),
                     _ => None,
                 };
                 self.env.events.send(Event::TaskState {

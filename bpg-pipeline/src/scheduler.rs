@@ -551,6 +551,18 @@ impl Scheduler {
         }
     }
 
+    /// Task `i`, taken with [`Scheduler::pop_ready`], may not run in this run (its
+    /// `depends_on_past` is not met): it goes back to `none` without a try, and the run cannot
+    /// finish successfully.
+    pub fn block(&mut self, i: TaskIndex) {
+        let slot = &mut self.slots[i];
+        if slot.state == TaskState::Queued {
+            slot.state = TaskState::None;
+            slot.try_number = slot.try_number.saturating_sub(1);
+            self.changes.push((i, TaskState::None));
+        }
+    }
+
     /// Task `i`'s retry delay passed: it is ready again.
     pub fn retry_due(&mut self, i: TaskIndex) {
         if self.slots[i].state == TaskState::UpForRetry {

@@ -42,6 +42,27 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
             ),
         ));
     }
+    if let Some(schedule) = &dag.schedule
+        && let Err(e) = schedule.parse::<crate::schedule::Schedule>()
+    {
+        out.push(located(dag, "schedule".into(), e.to_string()));
+    }
+    if dag.max_active_runs == 0 {
+        out.push(located(
+            dag,
+            "max_active_runs".into(),
+            "expected at least 1".into(),
+        ));
+    }
+    if let (Some(start), Some(end)) = (dag.start_date, dag.end_date)
+        && end < start
+    {
+        out.push(located(
+            dag,
+            "end_date".into(),
+            format!("{end} is before start_date {start}"),
+        ));
+    }
     if dag.max_active_tasks == 0 {
         out.push(located(
             dag,
@@ -298,33 +319,10 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 }
 
 fn suggestion<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    let best = candidates
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min();
-    match best {
-        Some((_, c)) => format!(" (did you mean {c:?}?)"),
+    match bpg_core::closest_match(name, candidates) {
+        Some(c) => format!(" (did you mean {c:?}?)"),
         None => String::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(row[j + 1])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The cheap checks the executor needs before running an already built DAG: a sound graph,

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bpg_core::{Diagnostic, Diagnostics};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::dag::{
-    ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_TASKS, Dag, DefaultArgs,
-    SourceMap, SparkTask, Task, TaskKind, TriggerRule,
+    ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_MAX_ACTIVE_TASKS,
+    Dag, DefaultArgs, SourceMap, SparkTask, Task, TaskKind, TriggerRule,
 };
 
 /// A duration as written: `30s`, `2h`, `1h 30m`, `1500ms`, or a number of seconds.
@@ -51,9 +52,15 @@ struct RawDag {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    schedule: Option<String>,
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    start_date: Option<Spanned<String>>,
+    #[serde(default)]
+    end_date: Option<Spanned<String>>,
     #[serde(default)]
     catchup: Option<bool>,
+    #[serde(default)]
+    max_active_runs: Option<Spanned<usize>>,
     #[serde(default)]
     default_args: Option<RawDefaultArgs>,
     #[serde(default)]
@@ -82,6 +89,8 @@ struct RawDefaultArgs {
     trigger_rule: Option<TriggerRule>,
     #[serde(default)]
     pool: Option<String>,
+    #[serde(default)]
+    depends_on_past: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +124,8 @@ struct RawTask {
     pool: Option<Spanned<String>>,
     #[serde(default)]
     pool_slots: Option<Spanned<u32>>,
+    #[serde(default)]
+    depends_on_past: Option<bool>,
     // spark
     #[serde(default)]
     connection: Option<Spanned<String>>,
@@ -178,6 +189,32 @@ impl Loader<'_> {
                 None
             }
         }
+    }
+
+    /// An RFC 3339 time, or a date (midnight UTC).
+    fn date(&mut self, field: &str, raw: &Option<Spanned<String>>) -> Option<DateTime<Utc>> {
+        let raw = raw.as_ref()?;
+        self.mark(field.to_owned(), raw);
+        let text = raw.value.trim();
+        let parsed = DateTime::parse_from_rfc3339(text)
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|d| d.and_utc())
+            });
+        if parsed.is_none() {
+            self.error(
+                field.to_owned(),
+                pos(raw),
+                format!(
+                    "{text:?} is not a date: expected e.g. \"2025-01-01\" or \"2025-01-01T02:00:00Z\""
+                ),
+            );
+        }
+        parsed
     }
 
     fn not_for_kind<T>(&mut self, i: usize, name: &str, value: &Option<Spanned<T>>, kind: &str) {
@@ -269,6 +306,7 @@ impl Loader<'_> {
         );
         task.pool = t.pool.as_ref().map(|p| p.value.clone());
         task.pool_slots = t.pool_slots.as_ref().map_or(1, |p| p.value);
+        task.depends_on_past = t.depends_on_past;
         task
     }
 
@@ -399,6 +437,14 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
     if let Some(m) = &raw.max_active_tasks {
         loader.mark("max_active_tasks".into(), m);
     }
+    if let Some(m) = &raw.max_active_runs {
+        loader.mark("max_active_runs".into(), m);
+    }
+    if let Some(s) = &raw.schedule {
+        loader.mark("schedule".into(), s);
+    }
+    let start_date = loader.date("start_date", &raw.start_date);
+    let end_date = loader.date("end_date", &raw.end_date);
     for (name, slots) in &raw.pools {
         loader.mark(format!("pools.{name}"), slots);
     }
@@ -416,6 +462,7 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
             ),
             trigger_rule: d.trigger_rule,
             pool: d.pool.clone(),
+            depends_on_past: d.depends_on_past,
         },
     };
     let tasks = raw
@@ -428,8 +475,13 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
     let dag = Dag {
         dag_id: raw.dag_id.value,
         description: raw.description,
-        schedule: raw.schedule,
+        schedule: raw.schedule.map(|s| s.value),
+        start_date,
+        end_date,
         catchup: raw.catchup.unwrap_or(false),
+        max_active_runs: raw
+            .max_active_runs
+            .map_or(DEFAULT_MAX_ACTIVE_RUNS, |m| m.value),
         default_args,
         max_active_tasks: raw
             .max_active_tasks
@@ -491,8 +543,17 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     if let Some(s) = &dag.schedule {
         root.insert("schedule".into(), s.clone().into());
     }
+    if let Some(d) = dag.start_date {
+        root.insert("start_date".into(), d.to_rfc3339().into());
+    }
+    if let Some(d) = dag.end_date {
+        root.insert("end_date".into(), d.to_rfc3339().into());
+    }
     if dag.catchup {
         root.insert("catchup".into(), true.into());
+    }
+    if dag.max_active_runs != DEFAULT_MAX_ACTIVE_RUNS {
+        root.insert("max_active_runs".into(), dag.max_active_runs.into());
     }
     let d = &dag.default_args;
     let mut defaults = Map::new();
@@ -516,6 +577,9 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     }
     if let Some(v) = &d.pool {
         defaults.insert("pool".into(), v.clone().into());
+    }
+    if let Some(v) = d.depends_on_past {
+        defaults.insert("depends_on_past".into(), v.into());
     }
     if !defaults.is_empty() {
         root.insert("default_args".into(), defaults.into());
@@ -600,6 +664,9 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
         }
         if task.pool_slots != 1 {
             t.insert("pool_slots".into(), task.pool_slots.into());
+        }
+        if let Some(v) = task.depends_on_past {
+            t.insert("depends_on_past".into(), v.into());
         }
         tasks.push(Value::Object(t));
     }
