@@ -152,13 +152,17 @@ enum Command {
         /// Run id (default: manual__<now>).
         #[arg(long)]
         run_id: Option<String>,
-        /// Continue the unfinished run named by --run-id from --state: same run id, logical date
-        /// and params, so backends with idempotent submits return the jobs already submitted.
+        /// Continue the unfinished run named by --run-id from --state: finished tasks keep
+        /// their outcomes, running Spark jobs are reattached (never submitted again), and
+        /// retries continue on their schedule.
         #[arg(long, requires_all = ["state", "run_id"])]
         resume: bool,
         /// Write the JSON run report to this file.
         #[arg(long, value_name = "REPORT")]
         json: Option<PathBuf>,
+        /// How often Spark job status is polled on backends that cannot watch (e.g. "500ms").
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+        poll_interval: std::time::Duration,
     },
     /// Run every pipeline of a folder on its schedule until Ctrl-C or SIGTERM.
     Scheduler {
@@ -255,6 +259,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             run_id,
             resume,
             json,
+            poll_interval,
         } => {
             run::run(run::RunArgs {
                 pipeline,
@@ -263,6 +268,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
                 run_id,
                 resume,
                 json,
+                poll_interval,
                 quiet,
             })
             .await

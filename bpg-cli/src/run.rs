@@ -28,6 +28,8 @@ pub struct RunArgs {
     pub resume: bool,
     /// Report path.
     pub json: Option<PathBuf>,
+    /// Status poll interval.
+    pub poll_interval: std::time::Duration,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -51,7 +53,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
     let dag_id = dag.dag_id.clone();
-    let mut runner = Runner::new(dag, registry);
+    let mut runner = Runner::new(dag, registry).poll_interval(args.poll_interval);
     if let Some(id) = &args.run_id {
         runner = runner.run_id(id.clone());
     }

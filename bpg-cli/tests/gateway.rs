@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
-use bpg_client::mock::{MockCluster, MockGateway};
+use bpg_client::mock::{Fault, MockCluster, MockGateway, Route};
 
 struct Output {
     code: i32,
@@ -220,14 +222,40 @@ async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
     );
 }
 
-/// Starts `bpg args...`, waits for a stderr line containing `marker`, kills the process with
-/// SIGKILL (a crash: no clean-up runs) and returns the line.
-async fn run_until_then_kill(url: &str, args: &[&str], marker: &str) -> String {
+/// When [`run_and_kill`] kills the runner.
+#[derive(Clone, Copy, Debug)]
+enum KillWhen {
+    /// It printed a stderr line containing this.
+    Line(&'static str),
+    /// This long after it printed `run ... started`.
+    AfterStart(Duration),
+    /// The gateway holds more than this many applications (a submit was accepted; with a delayed
+    /// answer, the runner has not heard of it yet).
+    Accepted(usize),
+}
+
+/// How a runner process ended.
+struct Ended {
+    /// Killed by [`run_and_kill`] (false: it exited by itself first).
+    killed: bool,
+    code: i32,
+    stderr: String,
+}
+
+/// Starts `bpg args...` with connection `gateway` at `url`, and kills it with SIGKILL (a crash:
+/// no clean-up runs) when `when` says, unless it exits first.
+async fn run_and_kill(
+    gateway: &Arc<MockGateway>,
+    url: &str,
+    args: &[&str],
+    when: KillWhen,
+) -> Ended {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
+    use std::sync::mpsc;
 
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let (url, marker) = (url.to_owned(), marker.to_owned());
+    let (url, gateway) = (url.to_owned(), gateway.clone());
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
             .args(&args)
@@ -239,15 +267,46 @@ async fn run_until_then_kill(url: &str, args: &[&str], marker: &str) -> String {
             .spawn()
             .expect("bpg starts");
         let stderr = child.stderr.take().expect("piped stderr");
-        let found = BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.contains(&marker));
-        let _ = Command::new("kill")
-            .args(["-KILL", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-        found.unwrap_or_else(|| panic!("bpg never printed {marker:?}"))
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let mut started: Option<std::time::Instant> = None;
+        let killed = loop {
+            match lines.recv_timeout(Duration::from_millis(2)) {
+                Ok(line) => {
+                    if started.is_none() && line.contains(" run ") && line.ends_with(" started") {
+                        started = Some(std::time::Instant::now());
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Its stderr closed: it is exiting by itself.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            }
+            let now = match when {
+                KillWhen::Line(marker) => seen.last().is_some_and(|l| l.contains(marker)),
+                KillWhen::AfterStart(after) => started.is_some_and(|t| t.elapsed() >= after),
+                KillWhen::Accepted(n) => gateway.submissions().len() > n,
+            };
+            if now {
+                child.kill().expect("SIGKILL the runner");
+                break true;
+            }
+        };
+        let status = child.wait().expect("the runner is waited for");
+        let _ = reader.join();
+        seen.extend(lines.try_iter());
+        Ended {
+            killed,
+            code: status.code().unwrap_or(-1),
+            stderr: seen.join("\n"),
+        }
     })
     .await
     .expect("the bpg process was waited for")
@@ -260,7 +319,9 @@ async fn resume_after_a_crash_reattaches_instead_of_resubmitting() {
     let db = dir.path().join("runs.db");
     let db = db.to_str().expect("utf-8 temp path");
     let report_path = dir.path().join("r.json");
-    let submitted = run_until_then_kill(
+    let gateway = Arc::new(gateway);
+    let submitted = run_and_kill(
+        &gateway,
         &url,
         &[
             "run",
@@ -270,9 +331,11 @@ async fn resume_after_a_crash_reattaches_instead_of_resubmitting() {
             "--run-id",
             "r1",
         ],
-        "crunch submitted",
+        KillWhen::Line("crunch submitted"),
     )
     .await;
+    assert!(submitted.killed, "{}", submitted.stderr);
+    let submitted = submitted.stderr;
     assert_eq!(gateway.submissions().len(), 1, "{submitted}");
     let first_id = gateway.submissions()[0].id.clone();
     assert!(submitted.contains(&first_id), "{submitted}");
@@ -307,4 +370,112 @@ async fn resume_after_a_crash_reattaches_instead_of_resubmitting() {
         report["tasks"]["crunch"]["submission_id"],
         first_id.as_str()
     );
+}
+
+/// The crash test: a runner is SIGKILLed at many points of a five-Spark-task run (after a
+/// submission was recorded, between a submit the gateway accepted and its answer, and at times
+/// spread over the run), restarted with `--resume` each time until the run finishes. Every task
+/// succeeds and the gateway holds exactly one application per Spark task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_many_points_then_resume_finishes_without_duplicate_submissions() {
+    const SPARK_TASKS: usize = 5;
+    let (gateway, url) = gateway().await;
+    let gateway = Arc::new(gateway);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("runs.db");
+    let report_path = dir.path().join("report.json");
+    let (db, report_arg) = (
+        db.to_str().expect("utf-8 temp path"),
+        report_path.to_str().expect("utf-8 temp path"),
+    );
+    let ms = Duration::from_millis;
+    // Two kills at fixed points of the run, the rest at times spread over what remains of it.
+    let kills = [
+        KillWhen::Line("extract_a submitted"),
+        // With the next submit's answer held back, killed once the gateway has accepted it.
+        KillWhen::Accepted(usize::MAX),
+        KillWhen::AfterStart(ms(0)),
+        KillWhen::AfterStart(ms(20)),
+        KillWhen::AfterStart(ms(60)),
+        KillWhen::AfterStart(ms(100)),
+        KillWhen::AfterStart(ms(40)),
+        KillWhen::AfterStart(ms(150)),
+        KillWhen::AfterStart(ms(80)),
+        KillWhen::AfterStart(ms(120)),
+    ];
+    let mut transcript = String::new();
+    let mut finished = None;
+    for (round, when) in kills.into_iter().map(Some).chain([None]).enumerate() {
+        let mut args = vec![
+            "run",
+            "bpg-cli/tests/data/crash.yaml",
+            "--state",
+            db,
+            "--run-id",
+            "r1",
+            "--poll-interval",
+            "50ms",
+            "--json",
+            report_arg,
+        ];
+        if round > 0 {
+            args.push("--resume");
+        }
+        let when = match when {
+            Some(KillWhen::Accepted(_)) => {
+                gateway.inject(
+                    Fault::delay(Duration::from_secs(2))
+                        .on(Route::Submit)
+                        .times(1),
+                );
+                KillWhen::Accepted(gateway.submissions().len())
+            }
+            Some(when) => when,
+            // The last round runs to the end.
+            None => KillWhen::Line("\u{0}never printed"),
+        };
+        let ended = run_and_kill(&gateway, &url, &args, when).await;
+        transcript.push_str(&format!(
+            "--- round {round} ({when:?}): killed {}, exit {}\n{}\n",
+            ended.killed, ended.code, ended.stderr
+        ));
+        assert!(
+            gateway.submissions().len() <= SPARK_TASKS,
+            "a duplicate submission after round {round}\n{transcript}"
+        );
+        if !ended.killed {
+            assert_eq!(ended.code, 0, "{transcript}");
+            finished = Some(round);
+            break;
+        }
+    }
+    let finished = finished.unwrap_or_else(|| panic!("the run never finished\n{transcript}"));
+    // The first two kills are at fixed points; on a loaded machine the run may outpace a few of
+    // the timed ones, but never most of them.
+    assert!(finished >= 5, "killed only {finished} times\n{transcript}");
+    eprintln!("the run finished after {finished} kills");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["state"], "success", "{report}\n{transcript}");
+    let tasks = report["tasks"].as_object().expect("tasks in the report");
+    assert_eq!(tasks.len(), SPARK_TASKS + 1);
+    for (id, task) in tasks {
+        assert_eq!(task["state"], "success", "{id}: {task}\n{transcript}");
+    }
+    let submissions = gateway.submissions();
+    assert_eq!(
+        submissions.len(),
+        SPARK_TASKS,
+        "one application per Spark task\n{transcript}"
+    );
+    // And each task's reported submission is its one application.
+    let mut reported: Vec<&str> = tasks
+        .values()
+        .filter_map(|t| t["submission_id"].as_str())
+        .collect();
+    let mut accepted: Vec<&str> = submissions.iter().map(|s| s.id.as_str()).collect();
+    reported.sort_unstable();
+    accepted.sort_unstable();
+    assert_eq!(reported, accepted, "{transcript}");
 }

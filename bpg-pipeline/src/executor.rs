@@ -755,6 +755,14 @@ impl Attempt {
                 self.try_number,
                 format!("reattached to Spark job {}", submission.id),
             );
+            // The earlier process may have stopped before publishing it.
+            env.push_xcom(
+                self.index,
+                task_id,
+                "submission_id",
+                submission.id.as_str().into(),
+            )
+            .await;
             return self
                 .follow_submission(spark, recorded_backend, submission)
                 .await;
