@@ -126,12 +126,24 @@ impl Runner {
     /// Without one (the default) the run's state lives only in the runner's memory, which is
     /// all a run that need not survive its process needs; pass a [`crate::InMemoryRunStore`] to
     /// inspect it afterwards, or a durable store to resume after a crash.
+    ///
+    /// **Resuming.** When the store already holds this run (same DAG id and [`Runner::run_id`]),
+    /// the runner continues it instead of starting over, with the stored logical date and params
+    /// (unless set here): finished tasks keep their recorded outcomes and XCom and do not run
+    /// again; a Spark try whose submission was recorded is reattached (waited on through the
+    /// recorded connection, never submitted again); a try stopped between submit and record
+    /// looks its job up by idempotency key before submitting; a task that was `up_for_retry`
+    /// starts its next try when its retry delay, counted from the recorded end of the failed
+    /// try, has passed. Tasks with `depends_on_past` are gated on the store too.
     pub fn store(mut self, store: Arc<dyn RunStore>) -> Self {
         self.store = Some(store);
         self
     }
 
-    /// What cancelling the run does to running jobs (default: cancel them).
+    /// What cancelling the run does to running jobs (default: cancel them). With
+    /// [`CancelPolicy::LeaveRunning`] the run is not finished: the store keeps it `running`
+    /// (with its tasks' states and submissions) for a later runner to resume, and the report
+    /// says `running`.
     pub fn on_cancel(mut self, policy: CancelPolicy) -> Self {
         self.on_cancel = policy;
         self
@@ -348,6 +360,9 @@ type RecordedTask = (TaskState, u32, Option<DateTime<Utc>>);
 struct Resume {
     /// Per task: what was recorded.
     tasks: Vec<Option<RecordedTask>>,
+    /// Tasks restored since the last publish whose replayed `scheduled`/`queued` changes are
+    /// not published.
+    replayed: Vec<TaskIndex>,
     in_flight: Arc<[Option<InFlight>]>,
 }
 
@@ -406,6 +421,7 @@ impl Resume {
         }
         Resume {
             tasks,
+            replayed: Vec::new(),
             in_flight: in_flight.into(),
         }
     }
@@ -1247,6 +1263,11 @@ impl Executor {
             if let Some(resume) = &mut self.resume
                 && let Some((stored, try_number, ended)) = resume.tasks[i].take()
             {
+                if !matches!(stored, TaskState::None | TaskState::Scheduled) {
+                    // Replaying it made it `scheduled` again: not news, and the store keeps
+                    // the recorded try's timestamps.
+                    resume.replayed.push(i);
+                }
                 match self.scheduler.resume(i, stored, try_number) {
                     Resumed::Finished(_) => continue,
                     Resumed::Retry { delay } => {
@@ -1361,7 +1382,18 @@ impl Executor {
         if self.changes.is_empty() {
             return;
         }
-        let changes = std::mem::take(&mut self.changes);
+        let mut changes = std::mem::take(&mut self.changes);
+        if let Some(resume) = &mut self.resume
+            && !resume.replayed.is_empty()
+        {
+            let mut replayed = vec![false; self.env.graph.len()];
+            for i in resume.replayed.drain(..) {
+                replayed[i] = true;
+            }
+            changes.retain(|&(i, state)| {
+                !(replayed[i] && matches!(state, TaskState::Scheduled | TaskState::Queued))
+            });
+        }
         if let Some(store) = &self.env.store {
             let records: Vec<TaskStateChange<'_>> = changes
                 .iter()

@@ -1,8 +1,9 @@
 //! Where a run's progress is recorded: runs, task instances, Spark submissions and XCom.
 //!
-//! The executor records every submission *before* it waits on it, so a store that outlives the
-//! process (a later durable implementation) can reattach to running jobs after a crash. The
-//! in-memory store here keeps everything for the life of the process.
+//! The executor records every submission *before* it waits on it, so a runner restarted on a
+//! store that outlives the process ([`crate::SqliteRunStore`], or `PostgresRunStore` with the
+//! `postgres` feature) resumes the run: see [`crate::Runner::store`]. The in-memory store here
+//! keeps everything for the life of the process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

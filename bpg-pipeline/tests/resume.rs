@@ -108,9 +108,20 @@ async fn resume_reattaches_running_jobs_and_keeps_finished_outcomes() {
         "reattached to the recorded job"
     );
     assert_eq!(sim.accepted_count(), 2, "one job per Spark task");
+    let after = store.load_run(&key()).await.unwrap().unwrap();
+    assert_eq!(after.run.state, RunState::Success);
+    // Restored tasks keep the timestamps of the tries that ran them.
     assert_eq!(
-        store.load_run(&key()).await.unwrap().unwrap().run.state,
-        RunState::Success
+        after.tasks["prepare"].start_date,
+        stored.tasks["prepare"].start_date
+    );
+    assert_eq!(
+        after.tasks["prepare"].end_date,
+        stored.tasks["prepare"].end_date
+    );
+    assert_eq!(
+        after.tasks["first"].start_date,
+        stored.tasks["first"].start_date
     );
 }
 

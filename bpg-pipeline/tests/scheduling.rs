@@ -295,6 +295,20 @@ async fn shutting_down_can_leave_spark_jobs_to_be_reattached() {
         stored.tasks["long"].submissions[0].submission.id,
         sim.submissions()[0].id
     );
+    assert_eq!(stored.run.state, RunState::Running, "left for a restart");
+
+    // A scheduler restarted on the store resumes the run: it waits on the same job.
+    let (dag, connections) = spark_dag(&sim);
+    let scheduler = DagScheduler::new(connections)
+        .store(store.clone())
+        .start_time(day(2) + chrono::Duration::hours(2))
+        .dag(ScheduledDag::new(dag).unwrap());
+    run_for(scheduler, 12 * HOUR).await;
+    let resumed = store.load_run(&run.key).await.unwrap().unwrap();
+    assert_eq!(resumed.run.state, RunState::Success);
+    assert_eq!(resumed.tasks["long"].try_number, 1);
+    assert_eq!(resumed.tasks["long"].submissions.len(), 1);
+    assert_eq!(sim.accepted_count(), 1, "nothing submitted again");
 }
 
 #[tokio::test(start_paused = true)]
