@@ -134,7 +134,8 @@ impl Runner {
     /// recorded connection, never submitted again); a try stopped between submit and record
     /// looks its job up by idempotency key before submitting; a task that was `up_for_retry`
     /// starts its next try when its retry delay, counted from the recorded end of the failed
-    /// try, has passed. Tasks with `depends_on_past` are gated on the store too.
+    /// try, has passed. A command or function task that was running runs that try again (its
+    /// process died with the runner). Tasks with `depends_on_past` are gated on the store too.
     pub fn store(mut self, store: Arc<dyn RunStore>) -> Self {
         self.store = Some(store);
         self
