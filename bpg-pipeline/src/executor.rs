@@ -1177,6 +1177,9 @@ struct Executor {
     /// Set when some task has `depends_on_past` (and there is a store): per task, whether its
     /// previous-run instance must still be checked before it first starts.
     past_gate: Option<Box<[bool]>>,
+    /// Attempts launched but not yet spawned: they start only after their `running` state is
+    /// published, so no event of theirs (a submission, a log line) precedes it.
+    to_spawn: Vec<Attempt>,
 }
 
 impl Executor {
@@ -1201,6 +1204,7 @@ impl Executor {
             timer_cancel: CancellationToken::new(),
             resume: None,
             past_gate: None,
+            to_spawn: Vec::new(),
         }
     }
 
@@ -1209,6 +1213,9 @@ impl Executor {
         loop {
             self.launch_ready();
             self.publish().await;
+            for attempt in self.to_spawn.drain(..) {
+                self.join.spawn(attempt.run());
+            }
             if self.join.is_empty() {
                 break;
             }
@@ -1312,7 +1319,7 @@ impl Executor {
             try_number: self.scheduler.try_number(i),
             notices: self.notices_tx.clone(),
         };
-        self.join.spawn(attempt.run());
+        self.to_spawn.push(attempt);
     }
 
     fn notice(&mut self, notice: Notice) {
