@@ -63,8 +63,10 @@ impl SubmissionStatus {
         JobState::from_bpg(self.application_state.as_deref().unwrap_or("UNKNOWN"))
     }
 
-    /// Whether BPG will report nothing new for this application: `COMPLETED`, `FAILED`, or
-    /// `SUBMISSION_FAILED` (which, without a restart policy, never moves on; wire contract §2.2).
+    /// Whether a driver log can still grow: not after `COMPLETED`, `FAILED` or `SUBMISSION_FAILED`
+    /// (no driver ran). This only ends a followed log; whether the job is over is
+    /// [`JobState::is_terminal`] of [`Self::state`], where `SUBMISSION_FAILED` is not terminal
+    /// because the operator may still resubmit or move it to `FAILED`.
     pub fn is_finished(&self) -> bool {
         matches!(
             self.application_state.as_deref(),
