@@ -25,16 +25,16 @@ macro_rules! in_transaction {
         let $tx = client
             .transaction()
             .await
-            .map_err(|e| CallError::from(e).into_error($name))?;
+            .map_err(|e| CallError::from(e).into_error($name, is_temporary))?;
         let body: std::result::Result<_, CallError> = async { $body }.await;
         match body {
             Ok(value) => {
                 $tx.commit()
                     .await
-                    .map_err(|e| CallError::from(e).into_error($name))?;
+                    .map_err(|e| CallError::from(e).into_error($name, is_temporary))?;
                 Ok(value)
             }
-            Err(e) => Err(e.into_error($name)),
+            Err(e) => Err(e.into_error($name, is_temporary)),
         }
     }};
 }
@@ -173,40 +173,21 @@ impl PostgresRunStore {
     }
 }
 
-/// An error inside a store call: PostgreSQL's, or one already made for the caller.
-enum CallError {
-    Postgres(tokio_postgres::Error),
-    Store(Error),
-}
+type CallError = sql::CallError<tokio_postgres::Error>;
 
 impl From<tokio_postgres::Error> for CallError {
     fn from(e: tokio_postgres::Error) -> Self {
-        CallError::Postgres(e)
+        CallError::Db(e)
     }
 }
 
-impl From<Error> for CallError {
-    fn from(e: Error) -> Self {
-        CallError::Store(e)
-    }
-}
-
-impl CallError {
-    fn into_error(self, name: &str) -> Error {
-        match self {
-            CallError::Store(e) => e,
-            CallError::Postgres(e) => Error::Backend {
-                backend: format!("run store {name}"),
-                // A closed connection or a serialisation conflict may pass on a later call.
-                temporary: e.is_closed()
-                    || e.code().is_some_and(|c| {
-                        *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                            || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                    }),
-                source: Box::new(e),
-            },
-        }
-    }
+/// A closed connection or a serialisation conflict may pass on a later call.
+fn is_temporary(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+        })
 }
 
 async fn migrate(client: &mut Client, name: &str) -> Result<()> {

@@ -139,7 +139,7 @@ impl SqliteRunStore {
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn, &inner.name).map_err(|e| e.into_error(&inner.name))
+            f(&mut conn, &inner.name).map_err(|e| e.into_error(&inner.name, is_temporary))
         })
         .await;
         match joined {
@@ -153,41 +153,20 @@ impl SqliteRunStore {
     }
 }
 
-/// An error inside a store call: SQLite's, or one already made for the caller.
-enum CallError {
-    Sqlite(rusqlite::Error),
-    Store(Error),
-}
+type CallError = sql::CallError<rusqlite::Error>;
 
 impl From<rusqlite::Error> for CallError {
     fn from(e: rusqlite::Error) -> Self {
-        CallError::Sqlite(e)
+        CallError::Db(e)
     }
 }
 
-impl From<Error> for CallError {
-    fn from(e: Error) -> Self {
-        CallError::Store(e)
-    }
-}
-
-impl CallError {
-    fn into_error(self, name: &str) -> Error {
-        match self {
-            CallError::Store(e) => e,
-            CallError::Sqlite(e) => {
-                let temporary = matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                );
-                Error::Backend {
-                    backend: format!("run store {name}"),
-                    temporary,
-                    source: Box::new(e),
-                }
-            }
-        }
-    }
+/// A busy or locked database may be free on a later call.
+fn is_temporary(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Brings the schema to [`sql::SCHEMA_VERSION`], one transaction per migration.

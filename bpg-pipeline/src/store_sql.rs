@@ -9,6 +9,33 @@ use chrono::{DateTime, Utc};
 
 use crate::events::{RunState, TaskState};
 
+/// An error inside a store call: the database driver's (`E`), or one already made for the caller.
+pub(crate) enum CallError<E> {
+    Db(E),
+    Store(Error),
+}
+
+impl<E> From<Error> for CallError<E> {
+    fn from(e: Error) -> Self {
+        CallError::Store(e)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> CallError<E> {
+    /// The caller's error; a driver error is a backend error of store `name`, temporary when
+    /// `temporary` says a later call may pass.
+    pub(crate) fn into_error(self, name: &str, temporary: fn(&E) -> bool) -> Error {
+        match self {
+            CallError::Store(e) => e,
+            CallError::Db(e) => Error::Backend {
+                backend: format!("run store {name}"),
+                temporary: temporary(&e),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
 /// Schema migrations, in order. Entry `i` brings the schema to version `i + 1`. Never edit a
 /// released entry: add a new one.
 pub(crate) const MIGRATIONS: &[&str] = &[
