@@ -557,21 +557,14 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     }
     let d = &dag.default_args;
     let mut defaults = Map::new();
-    if let Some(v) = d.retries {
-        defaults.insert("retries".into(), v.into());
-    }
-    if let Some(v) = d.retry_delay {
-        defaults.insert("retry_delay".into(), duration_text(v));
-    }
-    if let Some(v) = d.retry_exponential_backoff {
-        defaults.insert("retry_exponential_backoff".into(), v.into());
-    }
-    if let Some(v) = d.max_retry_delay {
-        defaults.insert("max_retry_delay".into(), duration_text(v));
-    }
-    if let Some(v) = d.execution_timeout {
-        defaults.insert("execution_timeout".into(), duration_text(v));
-    }
+    insert_retry_settings(
+        &mut defaults,
+        d.retries,
+        d.retry_delay,
+        d.retry_exponential_backoff,
+        d.max_retry_delay,
+        d.execution_timeout,
+    );
     if let Some(v) = d.trigger_rule {
         defaults.insert("trigger_rule".into(), v.as_str().into());
     }
@@ -644,21 +637,14 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
         if let Some(rule) = task.trigger_rule {
             t.insert("trigger_rule".into(), rule.as_str().into());
         }
-        if let Some(v) = task.retries {
-            t.insert("retries".into(), v.into());
-        }
-        if let Some(v) = task.retry_delay {
-            t.insert("retry_delay".into(), duration_text(v));
-        }
-        if let Some(v) = task.retry_exponential_backoff {
-            t.insert("retry_exponential_backoff".into(), v.into());
-        }
-        if let Some(v) = task.max_retry_delay {
-            t.insert("max_retry_delay".into(), duration_text(v));
-        }
-        if let Some(v) = task.execution_timeout {
-            t.insert("execution_timeout".into(), duration_text(v));
-        }
+        insert_retry_settings(
+            &mut t,
+            task.retries,
+            task.retry_delay,
+            task.retry_exponential_backoff,
+            task.max_retry_delay,
+            task.execution_timeout,
+        );
         if let Some(pool) = &task.pool {
             t.insert("pool".into(), pool.clone().into());
         }
@@ -676,6 +662,33 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     }
     serde_saphyr::to_string(&Value::Object(root))
         .map_err(|e| Diagnostics::from(Diagnostic::error("", format!("cannot write YAML: {e}"))))
+}
+
+/// Writes the retry and timeout settings a task and `default_args` share, in the order the YAML
+/// format documents them.
+fn insert_retry_settings(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    retries: Option<u32>,
+    retry_delay: Option<Duration>,
+    retry_exponential_backoff: Option<bool>,
+    max_retry_delay: Option<Duration>,
+    execution_timeout: Option<Duration>,
+) {
+    if let Some(v) = retries {
+        map.insert("retries".into(), v.into());
+    }
+    if let Some(v) = retry_delay {
+        map.insert("retry_delay".into(), duration_text(v));
+    }
+    if let Some(v) = retry_exponential_backoff {
+        map.insert("retry_exponential_backoff".into(), v.into());
+    }
+    if let Some(v) = max_retry_delay {
+        map.insert("max_retry_delay".into(), duration_text(v));
+    }
+    if let Some(v) = execution_timeout {
+        map.insert("execution_timeout".into(), duration_text(v));
+    }
 }
 
 #[cfg(test)]
