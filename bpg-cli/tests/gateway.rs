@@ -162,8 +162,9 @@ async fn run_a_pipeline_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
-    // Port 1 on localhost: nothing listens, the connection is refused.
-    let url = "bpg+http://alice@127.0.0.1:1/skatev2";
+    // Port 1 on localhost: nothing listens, the connection is refused. Without retries (by
+    // default a connection retries for about a minute first).
+    let url = "bpg+http://alice@127.0.0.1:1/skatev2?retries=0";
     let submit = bpg(
         url,
         &[
@@ -198,7 +199,7 @@ async fn an_unreachable_gateway_fails_the_job_not_the_configuration() {
         run.stdout
     );
     // A password in a connection variable's URL is a secret: never echoed.
-    let secret_url = "bpg+http://alice:hunter2@127.0.0.1:1/skatev2";
+    let secret_url = "bpg+http://alice:hunter2@127.0.0.1:1/skatev2?retries=0";
     let with_secret = bpg(
         secret_url,
         &[
