@@ -33,7 +33,7 @@ fn task_id(layer: usize, i: usize) -> String {
 /// Ten layers of fifty Spark tasks; each task of a layer waits for two of the layer before.
 fn pipeline(connection: &str) -> String {
     let mut yaml =
-        format!("dag_id: chaos\ndefault_args: {{ retries: 0 }}\nmax_active_tasks: 100\ntasks:\n");
+        "dag_id: chaos\ndefault_args: { retries: 0 }\nmax_active_tasks: 100\ntasks:\n".to_owned();
     for layer in 0..LAYERS {
         for i in 0..WIDTH {
             let id = task_id(layer, i);
