@@ -69,15 +69,11 @@ mod dag_scheduler;
 mod events;
 mod executor;
 mod idhash;
-#[cfg(feature = "postgres")]
-mod postgres_store;
 mod report;
 mod retry;
 pub mod schedule;
 pub mod scheduler;
-mod sqlite_store;
-mod store;
-mod store_sql;
+pub mod store;
 mod template;
 mod validate;
 mod yaml;
@@ -86,13 +82,14 @@ pub use dag_scheduler::{
     DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
 };
 pub use executor::{CancelPolicy, Runner};
-#[cfg(feature = "postgres")]
-pub use postgres_store::PostgresRunStore;
 pub use report::{RunReport, TaskReport};
-pub use sqlite_store::SqliteRunStore;
+#[cfg(feature = "postgres")]
+pub use store::PostgresRunStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteRunStore;
 pub use store::{
-    InMemoryRunStore, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord,
-    TaskStateChange,
+    InMemoryRunStore, PastDecision, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord,
+    TaskRecord, TaskStateChange,
 };
 
 pub use context::{TaskContext, TaskError, XComs};
