@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{TaskContext, TaskError};
+use crate::scheduler::Graph;
 use crate::validate;
 
 /// When a task runs, given the outcomes of its direct upstream tasks (Airflow's trigger rules).
@@ -114,32 +115,54 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Settings every task inherits unless it sets its own (Airflow's `default_args`).
+/// A task's settings, Airflow's `BaseOperator` arguments: set on a task, or on the DAG's
+/// `default_args` for every task that does not set its own. One type for both, in Rust and in
+/// YAML (`default_args:` takes the same keys as a task). Unset (`None`) means "inherit", then
+/// Airflow's default; [`Dag::compile`] resolves them once into [`ResolvedSettings`].
+///
+/// ```
+/// use std::time::Duration;
+/// use bpg_pipeline::{TaskSettings, TriggerRule};
+/// let defaults = TaskSettings::new().retries(2).retry_delay(Duration::from_secs(30)).pool("spark");
+/// let task = TaskSettings::new().retries(5).trigger_rule(TriggerRule::AllDone);
+/// let resolved = task.or(&defaults).resolve();
+/// assert_eq!(resolved.retry.retries, 5);
+/// assert_eq!(resolved.retry.retry_delay, Duration::from_secs(30));
+/// assert_eq!(resolved.trigger_rule, TriggerRule::AllDone);
+/// assert_eq!((resolved.pool.as_deref(), resolved.pool_slots), (Some("spark"), 1));
+/// assert!(!resolved.depends_on_past);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct DefaultArgs {
-    /// Default `retries`.
+pub struct TaskSettings {
+    /// Retries after a failed try (Airflow default 0).
     pub retries: Option<u32>,
-    /// Default `retry_delay`.
+    /// Delay before a retry (default 300 s).
     pub retry_delay: Option<Duration>,
-    /// Default `retry_exponential_backoff`.
+    /// Double the delay with each try, with Airflow's deterministic jitter (default off).
     pub retry_exponential_backoff: Option<bool>,
-    /// Default `max_retry_delay`.
+    /// Upper bound on any retry delay.
     pub max_retry_delay: Option<Duration>,
-    /// Default `execution_timeout`.
+    /// One deadline over each whole attempt (default none).
     pub execution_timeout: Option<Duration>,
-    /// Default `trigger_rule`.
+    /// When the task runs, given its upstreams (default `all_success`).
     pub trigger_rule: Option<TriggerRule>,
-    /// Default `pool`.
+    /// Pool the task takes slots from (none: only `max_active_tasks` limits it).
     pub pool: Option<String>,
-    /// Default `depends_on_past`.
+    /// Slots taken from the pool (default 1).
+    pub pool_slots: Option<u32>,
+    /// Runs only if this task's instance in the DAG's previous run succeeded or was skipped
+    /// (default off). See [`Task::depends_on_past`].
     pub depends_on_past: Option<bool>,
 }
 
-impl DefaultArgs {
-    /// No defaults: Airflow's own apply.
+/// `default_args`: the [`TaskSettings`] every task of a DAG inherits.
+pub type DefaultArgs = TaskSettings;
+
+impl TaskSettings {
+    /// Nothing set: everything inherited.
     pub fn new() -> Self {
-        DefaultArgs::default()
+        TaskSettings::default()
     }
 
     /// Sets `retries`.
@@ -184,11 +207,73 @@ impl DefaultArgs {
         self
     }
 
+    /// Sets `pool_slots`.
+    pub fn pool_slots(mut self, slots: u32) -> Self {
+        self.pool_slots = Some(slots);
+        self
+    }
+
     /// Sets `depends_on_past`.
     pub fn depends_on_past(mut self, on: bool) -> Self {
         self.depends_on_past = Some(on);
         self
     }
+
+    /// These settings, with `defaults` filling in what they leave unset.
+    pub fn or(&self, defaults: &TaskSettings) -> TaskSettings {
+        TaskSettings {
+            retries: self.retries.or(defaults.retries),
+            retry_delay: self.retry_delay.or(defaults.retry_delay),
+            retry_exponential_backoff: self
+                .retry_exponential_backoff
+                .or(defaults.retry_exponential_backoff),
+            max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
+            execution_timeout: self.execution_timeout.or(defaults.execution_timeout),
+            trigger_rule: self.trigger_rule.or(defaults.trigger_rule),
+            pool: self.pool.clone().or_else(|| defaults.pool.clone()),
+            pool_slots: self.pool_slots.or(defaults.pool_slots),
+            depends_on_past: self.depends_on_past.or(defaults.depends_on_past),
+        }
+    }
+
+    /// What these settings come to with Airflow's defaults for whatever is unset.
+    pub fn resolve(&self) -> ResolvedSettings {
+        let base = RetryPolicy::default();
+        ResolvedSettings {
+            retry: RetryPolicy {
+                retries: self.retries.unwrap_or(base.retries),
+                retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+                exponential_backoff: self
+                    .retry_exponential_backoff
+                    .unwrap_or(base.exponential_backoff),
+                max_retry_delay: self.max_retry_delay,
+            },
+            execution_timeout: self.execution_timeout,
+            trigger_rule: self.trigger_rule.unwrap_or_default(),
+            pool: self.pool.clone(),
+            pool_slots: self.pool_slots.unwrap_or(1),
+            depends_on_past: self.depends_on_past.unwrap_or(false),
+        }
+    }
+}
+
+/// A task's settings after `default_args` and Airflow's defaults: what the scheduler and the
+/// executor read (from [`Dag::compile`]'s graph).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResolvedSettings {
+    /// Retries and their delays.
+    pub retry: RetryPolicy,
+    /// One deadline over each whole attempt.
+    pub execution_timeout: Option<Duration>,
+    /// When the task runs, given its upstreams.
+    pub trigger_rule: TriggerRule,
+    /// Pool the task takes slots from.
+    pub pool: Option<String>,
+    /// Slots taken from the pool.
+    pub pool_slots: u32,
+    /// Gated on the previous run's instance.
+    pub depends_on_past: bool,
 }
 
 /// Where a Spark task's application comes from.
@@ -301,25 +386,8 @@ pub struct Task {
     pub kind: TaskKind,
     /// Direct upstream task ids.
     pub depends_on: Vec<String>,
-    /// Trigger rule; default args, then `all_success`.
-    pub trigger_rule: Option<TriggerRule>,
-    /// Retries.
-    pub retries: Option<u32>,
-    /// Retry delay.
-    pub retry_delay: Option<Duration>,
-    /// Exponential backoff.
-    pub retry_exponential_backoff: Option<bool>,
-    /// Backoff cap.
-    pub max_retry_delay: Option<Duration>,
-    /// One deadline over each whole attempt.
-    pub execution_timeout: Option<Duration>,
-    /// Pool the task takes slots from (none: only `max_active_tasks` limits it).
-    pub pool: Option<String>,
-    /// Slots taken from the pool.
-    pub pool_slots: u32,
-    /// Runs only if this task's instance in the DAG's previous run (by logical date) succeeded
-    /// or was skipped; default args, then off. See [`Task::depends_on_past`].
-    pub depends_on_past: Option<bool>,
+    /// Its settings; what it leaves unset comes from the DAG's `default_args`.
+    pub settings: TaskSettings,
 }
 
 impl Task {
@@ -328,15 +396,7 @@ impl Task {
             id: id.into(),
             kind,
             depends_on: Vec::new(),
-            trigger_rule: None,
-            retries: None,
-            retry_delay: None,
-            retry_exponential_backoff: None,
-            max_retry_delay: None,
-            execution_timeout: None,
-            pool: None,
-            pool_slots: 1,
-            depends_on_past: None,
+            settings: TaskSettings::default(),
         }
     }
 
@@ -429,25 +489,25 @@ impl Task {
 
     /// Sets the trigger rule.
     pub fn trigger_rule(mut self, rule: TriggerRule) -> Self {
-        self.trigger_rule = Some(rule);
+        self.settings.trigger_rule = Some(rule);
         self
     }
 
     /// Sets `retries`.
     pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = Some(retries);
+        self.settings.retries = Some(retries);
         self
     }
 
     /// Sets `retry_delay`.
     pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = Some(delay);
+        self.settings.retry_delay = Some(delay);
         self
     }
 
     /// Sets `retry_exponential_backoff`.
     pub fn retry_exponential_backoff(mut self, on: bool) -> Self {
-        self.retry_exponential_backoff = Some(on);
+        self.settings.retry_exponential_backoff = Some(on);
         self
     }
 
@@ -461,26 +521,19 @@ impl Task {
     /// (and what depends on it) in state `none` and the run `failed`. Without a run store
     /// there are no previous runs, so the dependency always passes.
     pub fn depends_on_past(mut self, on: bool) -> Self {
-        self.depends_on_past = Some(on);
+        self.settings.depends_on_past = Some(on);
         self
-    }
-
-    /// Whether `depends_on_past` applies, given the DAG's default args.
-    pub fn depends_on_past_with(&self, defaults: &DefaultArgs) -> bool {
-        self.depends_on_past
-            .or(defaults.depends_on_past)
-            .unwrap_or(false)
     }
 
     /// Sets `max_retry_delay`.
     pub fn max_retry_delay(mut self, max: Duration) -> Self {
-        self.max_retry_delay = Some(max);
+        self.settings.max_retry_delay = Some(max);
         self
     }
 
     /// Sets `execution_timeout`.
     pub fn execution_timeout(mut self, timeout: Duration) -> Self {
-        self.execution_timeout = Some(timeout);
+        self.settings.execution_timeout = Some(timeout);
         self
     }
 
@@ -488,8 +541,8 @@ impl Task {
     /// `default_pool` (128 slots) exists too. A task in no pool (here or in the default args) is
     /// limited only by `max_active_tasks`.
     pub fn pool(mut self, pool: impl Into<String>, slots: u32) -> Self {
-        self.pool = Some(pool.into());
-        self.pool_slots = slots;
+        self.settings.pool = Some(pool.into());
+        self.settings.pool_slots = Some(slots);
         self
     }
 
@@ -519,23 +572,6 @@ impl Task {
             command.env.insert(key.into(), value.into());
         }
         self
-    }
-
-    /// The retry policy after applying `defaults`.
-    pub fn retry_policy(&self, defaults: &DefaultArgs) -> RetryPolicy {
-        let base = RetryPolicy::default();
-        RetryPolicy {
-            retries: self.retries.or(defaults.retries).unwrap_or(base.retries),
-            retry_delay: self
-                .retry_delay
-                .or(defaults.retry_delay)
-                .unwrap_or(base.retry_delay),
-            exponential_backoff: self
-                .retry_exponential_backoff
-                .or(defaults.retry_exponential_backoff)
-                .unwrap_or(base.exponential_backoff),
-            max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
-        }
     }
 }
 
@@ -590,7 +626,7 @@ pub struct Dag {
     /// At most this many runs of the DAG at once, scheduled and manual together.
     pub max_active_runs: usize,
     /// Settings tasks inherit.
-    pub default_args: DefaultArgs,
+    pub default_args: TaskSettings,
     /// At most this many tasks run at once.
     pub max_active_tasks: usize,
     /// Pools and their slot counts.
@@ -617,7 +653,7 @@ impl Dag {
                 end_date: None,
                 catchup: false,
                 max_active_runs: DEFAULT_MAX_ACTIVE_RUNS,
-                default_args: DefaultArgs::default(),
+                default_args: TaskSettings::default(),
                 max_active_tasks: DEFAULT_MAX_ACTIVE_TASKS,
                 pools: BTreeMap::new(),
                 params: serde_json::Map::new(),
@@ -626,6 +662,27 @@ impl Dag {
                 source: SourceMap::default(),
             },
         }
+    }
+
+    /// The DAG as the scheduler and the executor read it: tasks by index, edges, and every task's
+    /// settings resolved once ([`TaskSettings::or`] its `default_args`, then Airflow's defaults).
+    ///
+    /// ```
+    /// use bpg_pipeline::{Dag, TaskSettings, Task, TriggerRule};
+    /// let dag = Dag::builder("d")
+    ///     .default_args(TaskSettings::new().retries(2))
+    ///     .task(Task::empty("a"))
+    ///     .task(Task::empty("b").depends_on(["a"]).retries(0).trigger_rule(TriggerRule::AllDone))
+    ///     .build()
+    ///     .unwrap();
+    /// let graph = dag.compile();
+    /// let b = graph.index_of("b").unwrap();
+    /// assert_eq!(graph.settings(graph.index_of("a").unwrap()).retry.retries, 2);
+    /// assert_eq!(graph.settings(b).retry.retries, 0);
+    /// assert_eq!(graph.trigger_rule(b), TriggerRule::AllDone);
+    /// ```
+    pub fn compile(&self) -> Graph {
+        Graph::new(self)
     }
 
     /// Every problem with the DAG: duplicate ids, unknown dependencies, cycles (with their task
@@ -719,7 +776,7 @@ impl DagBuilder {
     }
 
     /// Sets the default args.
-    pub fn default_args(mut self, args: DefaultArgs) -> Self {
+    pub fn default_args(mut self, args: TaskSettings) -> Self {
         self.dag.default_args = args;
         self
     }

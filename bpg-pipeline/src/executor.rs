@@ -175,7 +175,7 @@ impl Runner {
     /// built, a run store that refuses the run. Task failures are in the report.
     pub async fn run(self) -> Result<RunReport> {
         let dag = self.dag.clone();
-        let graph = Arc::new(Graph::new(&dag));
+        let graph = Arc::new(dag.compile());
         // Built DAGs were validated already; the full validation runs again only to explain a
         // DAG changed since into something that cannot run.
         let mut problems = if validate::runnable(&dag, &graph) {
@@ -278,15 +278,14 @@ impl Runner {
         pools
             .entry(DEFAULT_POOL.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(DEFAULT_POOL_SLOTS as usize)));
-        let task_pools = dag
-            .tasks
-            .iter()
-            .map(|t| {
-                t.pool
+        let task_pools = (0..graph.len())
+            .map(|i| {
+                let settings = graph.settings(i);
+                settings
+                    .pool
                     .as_ref()
-                    .or(dag.default_args.pool.as_ref())
                     .and_then(|p| pools.get(p).cloned())
-                    .map(|s| (s, t.pool_slots))
+                    .map(|s| (s, settings.pool_slots))
             })
             .collect();
         let env = Arc::new(RunEnv {
@@ -309,24 +308,16 @@ impl Runner {
             dag_id: env.run.dag_id.clone(),
             run_id: env.run.run_id.clone(),
         });
-        let scheduler = Scheduler::new(graph, logical_date.to_rfc3339());
         let past_gate = match &self.store {
-            Some(_)
-                if dag
-                    .tasks
-                    .iter()
-                    .any(|t| t.depends_on_past_with(&dag.default_args)) =>
-            {
-                Some(
-                    dag.tasks
-                        .iter()
-                        .map(|t| t.depends_on_past_with(&dag.default_args))
-                        .collect(),
-                )
-            }
+            Some(_) if (0..graph.len()).any(|i| graph.settings(i).depends_on_past) => Some(
+                (0..graph.len())
+                    .map(|i| graph.settings(i).depends_on_past)
+                    .collect(),
+            ),
             // Without a store there are no previous runs: the dependency always passes.
             _ => None,
         };
+        let scheduler = Scheduler::new(graph, logical_date.to_rfc3339());
         let mut executor = Executor::new(env, scheduler, self.cancel, self.on_cancel);
         executor.resume = resume;
         executor.past_gate = past_gate;
@@ -558,11 +549,7 @@ impl Attempt {
             return Done::Attempt(index, AttemptResult::failed("task slots are closed"));
         };
         let _ = self.notices.send(Notice::Started(index));
-        let timeout = self.env.dag.tasks[index].execution_timeout.or(self
-            .env
-            .dag
-            .default_args
-            .execution_timeout);
+        let timeout = self.env.graph.settings(index).execution_timeout;
         let deadline = timeout.map(|t| (Instant::now() + t, t));
         let result = AssertUnwindSafe(self.run_kind(deadline))
             .catch_unwind()

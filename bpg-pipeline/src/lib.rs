@@ -95,8 +95,8 @@ pub use store::{
 pub use context::{TaskContext, TaskError, XComs};
 pub use dag::{
     ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_TASKS, Dag, DagBuilder,
-    DefaultArgs, RetryPolicy, SourceMap, SparkTask, Task, TaskFn, TaskFuture, TaskKind,
-    TriggerRule,
+    DefaultArgs, ResolvedSettings, RetryPolicy, SourceMap, SparkTask, Task, TaskFn, TaskFuture,
+    TaskKind, TaskSettings, TriggerRule,
 };
 pub use events::{Event, EventStream, RunState, TaskState};
 pub use retry::{MAX_RETRY_DELAY, retry_delay};

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dag::{Dag, RetryPolicy, TriggerRule};
+use crate::dag::{Dag, ResolvedSettings, RetryPolicy, TriggerRule};
 use crate::events::{RunState, TaskState};
 use crate::idhash::IdMap;
 use crate::retry::retry_delay;
@@ -24,15 +24,14 @@ pub struct Graph {
     upstream_count: Vec<u32>,
     downstream_start: Vec<u32>,
     downstream: Vec<u32>,
-    rules: Vec<TriggerRule>,
-    retry: Vec<RetryPolicy>,
+    settings: Vec<ResolvedSettings>,
     dag_id: Arc<str>,
     sound: bool,
 }
 
 impl Graph {
     /// Compiles a validated DAG (duplicate upstream entries count once; unknown ones are ignored,
-    /// which [`Dag::validate`] reports).
+    /// which [`Dag::validate`] reports); the same as [`Dag::compile`].
     pub fn new(dag: &Dag) -> Self {
         let n = dag.tasks.len();
         let ids: Vec<Arc<str>> = dag.tasks.iter().map(|t| Arc::from(t.id.as_str())).collect();
@@ -73,19 +72,10 @@ impl Graph {
             downstream[fill[u as usize] as usize] = d;
             fill[u as usize] += 1;
         }
-        let rules = dag
+        let settings = dag
             .tasks
             .iter()
-            .map(|t| {
-                t.trigger_rule
-                    .or(dag.default_args.trigger_rule)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let retry = dag
-            .tasks
-            .iter()
-            .map(|t| t.retry_policy(&dag.default_args))
+            .map(|t| t.settings.or(&dag.default_args).resolve())
             .collect();
         let mut graph = Graph {
             ids,
@@ -93,8 +83,7 @@ impl Graph {
             upstream_count,
             downstream_start,
             downstream,
-            rules,
-            retry,
+            settings,
             dag_id: Arc::from(dag.dag_id.as_str()),
             sound,
         };
@@ -156,14 +145,19 @@ impl Graph {
         self.downstream_start[i] == self.downstream_start[i + 1]
     }
 
+    /// Task `i`'s settings, `default_args` and Airflow's defaults applied.
+    pub fn settings(&self, i: TaskIndex) -> &ResolvedSettings {
+        &self.settings[i]
+    }
+
     /// Task `i`'s trigger rule.
     pub fn trigger_rule(&self, i: TaskIndex) -> TriggerRule {
-        self.rules[i]
+        self.settings[i].trigger_rule
     }
 
     /// Task `i`'s retry policy.
     pub fn retry_policy(&self, i: TaskIndex) -> &RetryPolicy {
-        &self.retry[i]
+        &self.settings[i].retry
     }
 }
 
@@ -425,7 +419,7 @@ impl Scheduler {
         let mut ready = VecDeque::new();
         for (i, slot) in slots.iter_mut().enumerate() {
             slot.counts.total = graph.upstream_count[i];
-            if slot.counts.total == 0 || graph.rules[i] == TriggerRule::Always {
+            if slot.counts.total == 0 || graph.trigger_rule(i) == TriggerRule::Always {
                 slot.state = TaskState::Scheduled;
                 ready.push_back(i);
             }
@@ -492,7 +486,7 @@ impl Scheduler {
             AttemptOutcome::Success => TaskState::Success,
             AttemptOutcome::Skipped => TaskState::Skipped,
             AttemptOutcome::Failed { retryable } => {
-                let policy = &self.graph.retry[i];
+                let policy = &self.graph.settings[i].retry;
                 let tries = self.slots[i].try_number;
                 if retryable && tries <= policy.retries {
                     let key = format!(
@@ -536,7 +530,7 @@ impl Scheduler {
                     self.graph.dag_id, self.graph.ids[i], self.jitter_seed
                 );
                 Resumed::Retry {
-                    delay: retry_delay(&self.graph.retry[i], try_number, &key),
+                    delay: retry_delay(&self.graph.settings[i].retry, try_number, &key),
                 }
             }
             TaskState::Queued | TaskState::Running if try_number > 0 => {
@@ -623,7 +617,7 @@ impl Scheduler {
                     continue;
                 }
                 slot.counts.record(state);
-                match evaluate(graph.rules[d], &slot.counts) {
+                match evaluate(graph.trigger_rule(d), &slot.counts) {
                     Verdict::Wait => {}
                     Verdict::Run => {
                         slot.state = TaskState::Scheduled;

@@ -145,14 +145,16 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
                 );
             }
         }
-        if task.pool_slots == 0 {
+        let settings = task.settings.or(&dag.default_args);
+        let pool_slots = settings.pool_slots.unwrap_or(1);
+        if pool_slots == 0 {
             out.push(located(
                 dag,
                 format!("tasks[{i}].pool_slots"),
                 "expected at least 1".into(),
             ));
         }
-        if let Some(pool) = task.pool.as_ref().or(dag.default_args.pool.as_ref()) {
+        if let Some(pool) = &settings.pool {
             let slots = dag
                 .pools
                 .get(pool)
@@ -164,13 +166,10 @@ pub(crate) fn validate(dag: &Dag) -> Diagnostics {
                     format!("tasks[{i}].pool"),
                     format!("unknown pool {pool:?}: declare it under `pools:`"),
                 )),
-                Some(slots) if task.pool_slots > slots => out.push(located(
+                Some(slots) if pool_slots > slots => out.push(located(
                     dag,
                     format!("tasks[{i}].pool_slots"),
-                    format!(
-                        "task needs {} slots but pool {pool:?} has only {slots}",
-                        task.pool_slots
-                    ),
+                    format!("task needs {pool_slots} slots but pool {pool:?} has only {slots}"),
                 )),
                 Some(_) => {}
             }
@@ -333,16 +332,17 @@ pub(crate) fn runnable(dag: &Dag, graph: &crate::scheduler::Graph) -> bool {
         && !dag.tasks.is_empty()
         && dag.max_active_tasks > 0
         && dag.pools.values().all(|&slots| slots > 0)
-        && dag.tasks.iter().all(|t| {
-            t.pool_slots > 0
-                && match t.pool.as_ref().or(dag.default_args.pool.as_ref()) {
+        && (0..graph.len()).all(|i| {
+            let settings = graph.settings(i);
+            settings.pool_slots > 0
+                && match &settings.pool {
                     None => true,
                     Some(pool) => dag
                         .pools
                         .get(pool)
                         .copied()
                         .or((pool == DEFAULT_POOL).then_some(DEFAULT_POOL_SLOTS))
-                        .is_some_and(|slots| t.pool_slots <= slots),
+                        .is_some_and(|slots| settings.pool_slots <= slots),
                 }
         })
 }

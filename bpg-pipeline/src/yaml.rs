@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use crate::dag::{
     ApplicationSource, CommandLine, CommandTask, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_MAX_ACTIVE_TASKS,
-    Dag, DefaultArgs, SourceMap, SparkTask, Task, TaskKind, TriggerRule,
+    Dag, SourceMap, SparkTask, Task, TaskKind, TaskSettings, TriggerRule,
 };
 
 /// A duration as written: `30s`, `2h`, `1h 30m`, `1500ms`, or a number of seconds.
@@ -72,25 +72,68 @@ struct RawDag {
     tasks: Spanned<Vec<Spanned<RawTask>>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaultArgs {
-    #[serde(default)]
+/// Declares a raw YAML struct holding every [`TaskSettings`] key, plus the fields given: so
+/// `default_args:` and tasks take the same settings, read by one [`Loader::settings`].
+macro_rules! with_task_settings {
+    ($(#[$meta:meta])* struct $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        struct $name {
+            #[serde(default)]
+            retries: Option<u32>,
+            #[serde(default)]
+            retry_delay: Option<Spanned<RawDuration>>,
+            #[serde(default)]
+            retry_exponential_backoff: Option<bool>,
+            #[serde(default)]
+            max_retry_delay: Option<Spanned<RawDuration>>,
+            #[serde(default)]
+            execution_timeout: Option<Spanned<RawDuration>>,
+            #[serde(default)]
+            trigger_rule: Option<TriggerRule>,
+            #[serde(default)]
+            pool: Option<Spanned<String>>,
+            #[serde(default)]
+            pool_slots: Option<Spanned<u32>>,
+            #[serde(default)]
+            depends_on_past: Option<bool>,
+            $($extra)*
+        }
+
+        impl $name {
+            fn settings(&self) -> RawSettings<'_> {
+                RawSettings {
+                    retries: self.retries,
+                    retry_delay: &self.retry_delay,
+                    retry_exponential_backoff: self.retry_exponential_backoff,
+                    max_retry_delay: &self.max_retry_delay,
+                    execution_timeout: &self.execution_timeout,
+                    trigger_rule: self.trigger_rule,
+                    pool: &self.pool,
+                    pool_slots: &self.pool_slots,
+                    depends_on_past: self.depends_on_past,
+                }
+            }
+        }
+    };
+}
+
+/// The settings keys of a raw task or `default_args`, as read.
+struct RawSettings<'a> {
     retries: Option<u32>,
-    #[serde(default)]
-    retry_delay: Option<Spanned<RawDuration>>,
-    #[serde(default)]
+    retry_delay: &'a Option<Spanned<RawDuration>>,
     retry_exponential_backoff: Option<bool>,
-    #[serde(default)]
-    max_retry_delay: Option<Spanned<RawDuration>>,
-    #[serde(default)]
-    execution_timeout: Option<Spanned<RawDuration>>,
-    #[serde(default)]
+    max_retry_delay: &'a Option<Spanned<RawDuration>>,
+    execution_timeout: &'a Option<Spanned<RawDuration>>,
     trigger_rule: Option<TriggerRule>,
-    #[serde(default)]
-    pool: Option<String>,
-    #[serde(default)]
+    pool: &'a Option<Spanned<String>>,
+    pool_slots: &'a Option<Spanned<u32>>,
     depends_on_past: Option<bool>,
+}
+
+with_task_settings! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawDefaultArgs {}
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -101,51 +144,35 @@ enum RawKind {
     Command,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    id: Spanned<String>,
-    kind: Spanned<RawKind>,
-    #[serde(default)]
-    depends_on: Vec<Spanned<String>>,
-    #[serde(default)]
-    trigger_rule: Option<TriggerRule>,
-    #[serde(default)]
-    retries: Option<u32>,
-    #[serde(default)]
-    retry_delay: Option<Spanned<RawDuration>>,
-    #[serde(default)]
-    retry_exponential_backoff: Option<bool>,
-    #[serde(default)]
-    max_retry_delay: Option<Spanned<RawDuration>>,
-    #[serde(default)]
-    execution_timeout: Option<Spanned<RawDuration>>,
-    #[serde(default)]
-    pool: Option<Spanned<String>>,
-    #[serde(default)]
-    pool_slots: Option<Spanned<u32>>,
-    #[serde(default)]
-    depends_on_past: Option<bool>,
-    // spark
-    #[serde(default)]
-    connection: Option<Spanned<String>>,
-    #[serde(default)]
-    application: Option<Spanned<serde_json::Value>>,
-    #[serde(default)]
-    application_file: Option<Spanned<String>>,
-    #[serde(default)]
-    args: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    labels: Option<Spanned<BTreeMap<String, String>>>,
-    #[serde(default)]
-    follow_logs: Option<Spanned<bool>>,
-    // command
-    #[serde(default)]
-    command: Option<Spanned<CommandLine>>,
-    #[serde(default)]
-    env: Option<Spanned<BTreeMap<String, String>>>,
-    #[serde(default)]
-    cwd: Option<Spanned<String>>,
+with_task_settings! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawTask {
+        id: Spanned<String>,
+        kind: Spanned<RawKind>,
+        #[serde(default)]
+        depends_on: Vec<Spanned<String>>,
+        // spark
+        #[serde(default)]
+        connection: Option<Spanned<String>>,
+        #[serde(default)]
+        application: Option<Spanned<serde_json::Value>>,
+        #[serde(default)]
+        application_file: Option<Spanned<String>>,
+        #[serde(default)]
+        args: Option<Spanned<Vec<String>>>,
+        #[serde(default)]
+        labels: Option<Spanned<BTreeMap<String, String>>>,
+        #[serde(default)]
+        follow_logs: Option<Spanned<bool>>,
+        // command
+        #[serde(default)]
+        command: Option<Spanned<CommandLine>>,
+        #[serde(default)]
+        env: Option<Spanned<BTreeMap<String, String>>>,
+        #[serde(default)]
+        cwd: Option<Spanned<String>>,
+    }
 }
 
 fn pos<T>(s: &Spanned<T>) -> (usize, usize) {
@@ -188,6 +215,29 @@ impl Loader<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// The settings of a task or of `default_args`; `prefix` is `tasks[i]` or `default_args`.
+    fn settings(&mut self, prefix: &str, raw: RawSettings<'_>) -> TaskSettings {
+        if let Some(p) = raw.pool {
+            self.mark(format!("{prefix}.pool"), p);
+        }
+        if let Some(p) = raw.pool_slots {
+            self.mark(format!("{prefix}.pool_slots"), p);
+        }
+        TaskSettings {
+            retries: raw.retries,
+            retry_delay: self.duration(format!("{prefix}.retry_delay"), raw.retry_delay),
+            retry_exponential_backoff: raw.retry_exponential_backoff,
+            max_retry_delay: self
+                .duration(format!("{prefix}.max_retry_delay"), raw.max_retry_delay),
+            execution_timeout: self
+                .duration(format!("{prefix}.execution_timeout"), raw.execution_timeout),
+            trigger_rule: raw.trigger_rule,
+            pool: raw.pool.as_ref().map(|p| p.value.clone()),
+            pool_slots: raw.pool_slots.as_ref().map(|p| p.value),
+            depends_on_past: raw.depends_on_past,
         }
     }
 
@@ -285,28 +335,10 @@ impl Loader<'_> {
                 })
             }
         };
-        if let Some(p) = &t.pool {
-            self.mark(format!("tasks[{i}].pool"), p);
-        }
-        if let Some(p) = &t.pool_slots {
-            self.mark(format!("tasks[{i}].pool_slots"), p);
-        }
         let mut task = Task::empty(t.id.value.clone());
         task.kind = kind;
         task.depends_on = t.depends_on.iter().map(|d| d.value.clone()).collect();
-        task.trigger_rule = t.trigger_rule;
-        task.retries = t.retries;
-        task.retry_delay = self.duration(format!("tasks[{i}].retry_delay"), &t.retry_delay);
-        task.retry_exponential_backoff = t.retry_exponential_backoff;
-        task.max_retry_delay =
-            self.duration(format!("tasks[{i}].max_retry_delay"), &t.max_retry_delay);
-        task.execution_timeout = self.duration(
-            format!("tasks[{i}].execution_timeout"),
-            &t.execution_timeout,
-        );
-        task.pool = t.pool.as_ref().map(|p| p.value.clone());
-        task.pool_slots = t.pool_slots.as_ref().map_or(1, |p| p.value);
-        task.depends_on_past = t.depends_on_past;
+        task.settings = self.settings(&format!("tasks[{i}]"), t.settings());
         task
     }
 
@@ -442,21 +474,8 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
         loader.mark(format!("pools.{name}"), slots);
     }
     let default_args = match &raw.default_args {
-        None => DefaultArgs::default(),
-        Some(d) => DefaultArgs {
-            retries: d.retries,
-            retry_delay: loader.duration("default_args.retry_delay".into(), &d.retry_delay),
-            retry_exponential_backoff: d.retry_exponential_backoff,
-            max_retry_delay: loader
-                .duration("default_args.max_retry_delay".into(), &d.max_retry_delay),
-            execution_timeout: loader.duration(
-                "default_args.execution_timeout".into(),
-                &d.execution_timeout,
-            ),
-            trigger_rule: d.trigger_rule,
-            pool: d.pool.clone(),
-            depends_on_past: d.depends_on_past,
-        },
+        None => TaskSettings::default(),
+        Some(d) => loader.settings("default_args", d.settings()),
     };
     let tasks = raw
         .tasks
@@ -523,7 +542,7 @@ fn duration_text(d: Duration) -> serde_json::Value {
 ///     .unwrap();
 /// let yaml = dag_to_yaml(&dag).unwrap();
 /// let again = parse_dag(&yaml, None).unwrap();
-/// assert_eq!(again.tasks[1].trigger_rule, Some(TriggerRule::AllDone));
+/// assert_eq!(again.tasks[1].settings.trigger_rule, Some(TriggerRule::AllDone));
 /// ```
 pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     use serde_json::{Map, Value, json};
@@ -548,25 +567,8 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
     if dag.max_active_runs != DEFAULT_MAX_ACTIVE_RUNS {
         root.insert("max_active_runs".into(), dag.max_active_runs.into());
     }
-    let d = &dag.default_args;
     let mut defaults = Map::new();
-    insert_retry_settings(
-        &mut defaults,
-        d.retries,
-        d.retry_delay,
-        d.retry_exponential_backoff,
-        d.max_retry_delay,
-        d.execution_timeout,
-    );
-    if let Some(v) = d.trigger_rule {
-        defaults.insert("trigger_rule".into(), v.as_str().into());
-    }
-    if let Some(v) = &d.pool {
-        defaults.insert("pool".into(), v.clone().into());
-    }
-    if let Some(v) = d.depends_on_past {
-        defaults.insert("depends_on_past".into(), v.into());
-    }
+    insert_settings(&mut defaults, &dag.default_args);
     if !defaults.is_empty() {
         root.insert("default_args".into(), defaults.into());
     }
@@ -627,26 +629,7 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
         if !task.depends_on.is_empty() {
             t.insert("depends_on".into(), json!(task.depends_on));
         }
-        if let Some(rule) = task.trigger_rule {
-            t.insert("trigger_rule".into(), rule.as_str().into());
-        }
-        insert_retry_settings(
-            &mut t,
-            task.retries,
-            task.retry_delay,
-            task.retry_exponential_backoff,
-            task.max_retry_delay,
-            task.execution_timeout,
-        );
-        if let Some(pool) = &task.pool {
-            t.insert("pool".into(), pool.clone().into());
-        }
-        if task.pool_slots != 1 {
-            t.insert("pool_slots".into(), task.pool_slots.into());
-        }
-        if let Some(v) = task.depends_on_past {
-            t.insert("depends_on_past".into(), v.into());
-        }
+        insert_settings(&mut t, &task.settings);
         tasks.push(Value::Object(t));
     }
     root.insert("tasks".into(), tasks.into());
@@ -657,30 +640,34 @@ pub fn dag_to_yaml(dag: &Dag) -> Result<String, Diagnostics> {
         .map_err(|e| Diagnostics::from(Diagnostic::error("", format!("cannot write YAML: {e}"))))
 }
 
-/// Writes the retry and timeout settings a task and `default_args` share, in the order the YAML
-/// format documents them.
-fn insert_retry_settings(
-    map: &mut serde_json::Map<String, serde_json::Value>,
-    retries: Option<u32>,
-    retry_delay: Option<Duration>,
-    retry_exponential_backoff: Option<bool>,
-    max_retry_delay: Option<Duration>,
-    execution_timeout: Option<Duration>,
-) {
-    if let Some(v) = retries {
+/// Writes the settings of a task or of `default_args` (the same keys for both), those set only.
+fn insert_settings(map: &mut serde_json::Map<String, serde_json::Value>, settings: &TaskSettings) {
+    if let Some(rule) = settings.trigger_rule {
+        map.insert("trigger_rule".into(), rule.as_str().into());
+    }
+    if let Some(v) = settings.retries {
         map.insert("retries".into(), v.into());
     }
-    if let Some(v) = retry_delay {
+    if let Some(v) = settings.retry_delay {
         map.insert("retry_delay".into(), duration_text(v));
     }
-    if let Some(v) = retry_exponential_backoff {
+    if let Some(v) = settings.retry_exponential_backoff {
         map.insert("retry_exponential_backoff".into(), v.into());
     }
-    if let Some(v) = max_retry_delay {
+    if let Some(v) = settings.max_retry_delay {
         map.insert("max_retry_delay".into(), duration_text(v));
     }
-    if let Some(v) = execution_timeout {
+    if let Some(v) = settings.execution_timeout {
         map.insert("execution_timeout".into(), duration_text(v));
+    }
+    if let Some(pool) = &settings.pool {
+        map.insert("pool".into(), pool.clone().into());
+    }
+    if let Some(slots) = settings.pool_slots {
+        map.insert("pool_slots".into(), slots.into());
+    }
+    if let Some(v) = settings.depends_on_past {
+        map.insert("depends_on_past".into(), v.into());
     }
 }
 
@@ -783,7 +770,7 @@ tasks:
             .description("every field")
             .schedule("0 2 * * *")
             .default_args(
-                DefaultArgs::new()
+                TaskSettings::new()
                     .retries(2)
                     .retry_delay(Duration::from_secs(90))
                     .execution_timeout(Duration::from_secs(7200))
@@ -821,13 +808,7 @@ tasks:
         for (a, b) in again.tasks.iter().zip(&dag.tasks) {
             assert_eq!(a.id, b.id);
             assert_eq!(a.depends_on, b.depends_on);
-            assert_eq!(a.trigger_rule, b.trigger_rule);
-            assert_eq!(
-                a.retry_policy(&again.default_args),
-                b.retry_policy(&dag.default_args)
-            );
-            assert_eq!(a.pool, b.pool);
-            assert_eq!(a.pool_slots, b.pool_slots);
+            assert_eq!(a.settings, b.settings);
         }
         match &again.tasks[1].kind {
             TaskKind::Spark(spark) => {
@@ -894,7 +875,7 @@ tasks:
         .unwrap();
         let built = Dag::builder("same")
             .default_args(
-                DefaultArgs::new()
+                TaskSettings::new()
                     .retries(2)
                     .retry_delay(Duration::from_secs(30))
                     .retry_exponential_backoff(true)
@@ -917,16 +898,61 @@ tasks:
         for (a, b) in yaml.tasks.iter().zip(&built.tasks) {
             assert_eq!(a.id, b.id);
             assert_eq!(a.depends_on, b.depends_on);
-            assert_eq!(a.trigger_rule, b.trigger_rule);
-            assert_eq!(
-                a.retry_policy(&yaml.default_args),
-                b.retry_policy(&built.default_args)
-            );
+            assert_eq!(a.settings, b.settings);
             assert_eq!(a.kind.name(), b.kind.name());
         }
         match (&yaml.tasks[1].kind, &built.tasks[1].kind) {
             (TaskKind::Command(a), TaskKind::Command(b)) => assert_eq!(a, b),
             _ => panic!("expected command tasks"),
         }
+    }
+
+    #[test]
+    fn default_args_take_every_task_setting_and_tasks_override_them() {
+        let dag = parse_dag(
+            "dag_id: s\npools: { spark: 4 }\ndefault_args: { retries: 3, retry_delay: 10s, retry_exponential_backoff: true, max_retry_delay: 1m, execution_timeout: 2h, trigger_rule: all_done, pool: spark, pool_slots: 2, depends_on_past: false }\ntasks:\n  - { id: a, kind: empty }\n  - { id: b, kind: empty, depends_on: [a], retries: 0, pool_slots: 1, trigger_rule: all_success }\n",
+            None,
+        )
+        .unwrap();
+        let graph = dag.compile();
+        let (a, b) = (graph.settings(0), graph.settings(1));
+        assert_eq!(a.retry.retries, 3);
+        assert_eq!(a.retry.max_retry_delay, Some(Duration::from_secs(60)));
+        assert!(a.retry.exponential_backoff);
+        assert_eq!(a.execution_timeout, Some(Duration::from_secs(7200)));
+        assert_eq!((a.trigger_rule, a.pool_slots), (TriggerRule::AllDone, 2));
+        assert_eq!(
+            (b.retry.retries, b.retry.retry_delay),
+            (0, Duration::from_secs(10))
+        );
+        assert_eq!(
+            (b.trigger_rule, b.pool.as_deref(), b.pool_slots),
+            (TriggerRule::AllSuccess, Some("spark"), 1)
+        );
+        // Written back, default_args and tasks keep what each set.
+        let again = parse_dag(&dag_to_yaml(&dag).unwrap(), None).unwrap();
+        assert_eq!(again.default_args, dag.default_args);
+        assert_eq!(again.tasks[1].settings, dag.tasks[1].settings);
+        // The same keys, the same errors, located.
+        let err = parse_dag(
+            "dag_id: s\ndefault_args: { pool_slot: 2 }\ntasks:\n  - { id: a, kind: empty }\n",
+            Some(Path::new("s.yaml")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("s.yaml:2:") && err.contains("pool_slot"),
+            "{err}"
+        );
+        let err = parse_dag(
+            "dag_id: s\ndefault_args: { pool_slots: 0 }\ntasks:\n  - { id: a, kind: empty }\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("pool_slots") && err.contains("at least 1"),
+            "{err}"
+        );
     }
 }

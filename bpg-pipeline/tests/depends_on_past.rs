@@ -201,14 +201,15 @@ tasks:
     );
     assert!(dag.catchup);
     assert_eq!(dag.max_active_runs, 3);
-    assert!(dag.tasks[0].depends_on_past_with(&dag.default_args));
-    assert!(!dag.tasks[1].depends_on_past_with(&dag.default_args));
+    let graph = dag.compile();
+    assert!(graph.settings(0).depends_on_past);
+    assert!(!graph.settings(1).depends_on_past);
     let again = parse_dag(&bpg_pipeline::dag_to_yaml(&dag).unwrap(), None).unwrap();
     assert_eq!(again.start_date, dag.start_date);
     assert_eq!(again.end_date, dag.end_date);
     assert_eq!(again.max_active_runs, 3);
     assert_eq!(again.default_args.depends_on_past, Some(true));
-    assert_eq!(again.tasks[1].depends_on_past, Some(false));
+    assert_eq!(again.tasks[1].settings.depends_on_past, Some(false));
 }
 
 #[test]
