@@ -251,9 +251,9 @@ pub(crate) fn cron_for_interval(seconds: u64) -> Option<String> {
         0 => None,
         s if s == DAY => Some("@daily".into()),
         s if s == HOUR => Some("@hourly".into()),
-        s if s % DAY == 0 => None,
-        s if s % HOUR == 0 && DAY % s == 0 => Some(format!("0 */{} * * *", s / HOUR)),
-        s if s % MINUTE == 0 && HOUR % s == 0 => Some(format!("*/{} * * * *", s / MINUTE)),
+        s if s.is_multiple_of(DAY) => None,
+        s if s.is_multiple_of(HOUR) && DAY.is_multiple_of(s) => Some(format!("0 */{} * * *", s / HOUR)),
+        s if s.is_multiple_of(MINUTE) && HOUR.is_multiple_of(s) => Some(format!("*/{} * * * *", s / MINUTE)),
         _ => None,
     }
 }
