@@ -159,6 +159,15 @@ fn check_file(file: &Path) -> Checked {
             return checked;
         }
     };
+    if file.extension().is_some_and(|e| e == "py") {
+        let d = Diagnostic::error(
+            "",
+            "an Airflow DAG file (Python) is not checked as it is: `bpg import FILE` converts it into pipelines",
+        )
+        .with_file(file);
+        checked.diagnostics.push(d);
+        return checked;
+    }
     checked.kind = detect(&text);
     match checked.kind {
         FileKind::Application => match parse_application(&text, Some(file)) {

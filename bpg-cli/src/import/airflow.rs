@@ -589,7 +589,10 @@ impl<'a> Reader<'a> {
             }
             Expr::UnaryOp(u) if matches!(u.op, ast::UnaryOp::USub) => {
                 match self.value(&u.operand)? {
-                    Py::Int(i) => Ok(Py::Int(-i)),
+                    Py::Int(i) => i
+                        .checked_neg()
+                        .map(Py::Int)
+                        .ok_or_else(|| Unknown::new(e.start(), "an integer too large")),
                     Py::Float(f) => Ok(Py::Float(-f)),
                     other => Err(Unknown::new(
                         e.start(),
@@ -658,17 +661,24 @@ impl<'a> Reader<'a> {
                 Ok(right)
             }
             (Operator::Add, Py::Str(l), Py::Str(r)) => Ok(Py::Str(format!("{l}{r}"))),
-            (Operator::Add, Py::Int(l), Py::Int(r)) => Ok(Py::Int(l + r)),
-            (Operator::Mult, Py::Int(l), Py::Int(r)) => Ok(Py::Int(l * r)),
+            (Operator::Add, Py::Int(l), Py::Int(r)) if l.checked_add(*r).is_some() => {
+                Ok(Py::Int(l + r))
+            }
+            (Operator::Mult, Py::Int(l), Py::Int(r)) if l.checked_mul(*r).is_some() => {
+                Ok(Py::Int(l * r))
+            }
             (Operator::Add, Py::List(l), Py::List(r)) => {
                 Ok(Py::List(l.iter().chain(r).cloned().collect()))
             }
-            (Operator::Add, Py::Date(d), Py::Duration(t)) => Ok(Py::Date(
-                *d + chrono::Duration::from_std(*t).unwrap_or_default(),
-            )),
-            (Operator::Sub, Py::Date(d), Py::Duration(t)) => Ok(Py::Date(
-                *d - chrono::Duration::from_std(*t).unwrap_or_default(),
-            )),
+            (Operator::Add | Operator::Sub, Py::Date(d), Py::Duration(t)) => {
+                let t = chrono::Duration::from_std(*t).ok();
+                let date = match b.op {
+                    Operator::Add => t.and_then(|t| d.checked_add_signed(t)),
+                    _ => t.and_then(|t| d.checked_sub_signed(t)),
+                };
+                date.map(Py::Date)
+                    .ok_or_else(|| Unknown::new(b.range.start(), "a date out of range"))
+            }
             (op, l, r) => Err(Unknown::new(
                 b.range.start(),
                 format!("`{op:?}` of {} and {}", l.describe(), r.describe()),
@@ -850,10 +860,9 @@ impl<'a> Reader<'a> {
             let v = number(&self.value(&k.value)?, k.value.start())?;
             add(unit, v);
         }
-        if seconds < 0.0 {
-            return Err(Unknown::new(c.range.start(), "a negative timedelta"));
-        }
-        Ok(Py::Duration(Duration::from_secs_f64(seconds)))
+        Duration::try_from_secs_f64(seconds)
+            .map(Py::Duration)
+            .map_err(|_| Unknown::new(c.range.start(), "a negative or too long timedelta"))
     }
 
     fn datetime(&mut self, c: &ast::ExprCall) -> Eval {
@@ -1124,7 +1133,9 @@ impl<'a> Reader<'a> {
             Py::Duration(d) => Some(*d),
             // Airflow reads a number as seconds.
             Py::Int(i) if *i >= 0 => Some(Duration::from_secs(i.unsigned_abs())),
-            Py::Float(f) if *f >= 0.0 => Some(Duration::from_secs_f64(*f)),
+            Py::Float(f) if Duration::try_from_secs_f64(*f).is_ok() => {
+                Duration::try_from_secs_f64(*f).ok()
+            }
             other => {
                 self.warn(
                     at,
@@ -2033,6 +2044,74 @@ fn expression_kind(e: &Expr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn convert_text(text: &str) -> Conversion {
+        convert(text, Path::new("dag.py"))
+    }
+
+    #[test]
+    fn constants_params_and_every_dependency_form_are_read() {
+        let c = convert_text(
+            r#"
+from airflow import DAG
+from airflow.models.param import Param
+from airflow.operators.empty import EmptyOperator as Nothing
+from airflow.operators.bash import BashOperator
+
+PREFIX = "daily"
+SUFFIX = "_v" + str(2) if False else "_v2"
+BASE = {"bucket": "s3://data", "days": [1, 2]}
+dag = DAG(PREFIX + "_pipe", schedule_interval="@weekly", catchup=False,
+          params={"bucket": Param(BASE["bucket"], type="string"), "n": -3})
+a = Nothing(task_id="a", dag=dag)
+b = Nothing(task_id=f"b_{BASE['days'][1]}", dag=dag)
+c = BashOperator(task_id="c", bash_command=f"echo {PREFIX} {{{{ ds }}}}", dag=dag)
+d = Nothing(task_id="d", dag=dag)
+[b, c] << a
+d.set_upstream(c)
+"#,
+        );
+        let errors: Vec<String> = c.notes.errors().map(ToString::to_string).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let dag = &c.dags[0];
+        assert_eq!(dag.dag_id, "daily_pipe");
+        assert_eq!(dag.schedule.as_deref(), Some("@weekly"));
+        assert_eq!(dag.params["bucket"], "s3://data");
+        assert_eq!(dag.params["n"], -3);
+        let ids: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b_2", "c", "d"]);
+        assert_eq!(dag.tasks[1].depends_on, ["a"]);
+        assert_eq!(dag.tasks[3].depends_on, ["c"]);
+        let TaskKind::Command(command) = &dag.tasks[2].kind else {
+            panic!("c is a command task")
+        };
+        assert_eq!(
+            command.command,
+            bpg_pipeline::CommandLine::Shell("echo daily {{ ds }}".into())
+        );
+        // SUFFIX's conditional expression is not needed by any task: not reported.
+        assert!(c.notes.is_empty(), "{}", c.notes);
+    }
+
+    #[test]
+    fn no_input_makes_the_reader_panic() {
+        let files = [
+            include_str!("../../tests/data/import/dags/spark_on_k8s.py"),
+            include_str!("../../tests/data/import/dags/retries_and_rules.py"),
+            "x = timedelta(days=1e300)\ny = -(-9223372036854775807 - 1)\nz = 9223372036854775807 * 2\n\
+             with DAG('d', start_date=datetime(9999, 12, 31) + timedelta(days=9)) as dag:\n    \
+             a = EmptyOperator(task_id='a', retry_delay=1e300)\n",
+        ];
+        for text in files {
+            // Every prefix: unterminated strings, half statements, dangling operators.
+            for end in (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .step_by(11)
+            {
+                let _ = convert_text(&text[..end]);
+            }
+        }
+    }
 
     #[test]
     fn xcom_pulls_name_their_task() {

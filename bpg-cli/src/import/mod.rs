@@ -252,8 +252,12 @@ pub(crate) fn cron_for_interval(seconds: u64) -> Option<String> {
         s if s == DAY => Some("@daily".into()),
         s if s == HOUR => Some("@hourly".into()),
         s if s.is_multiple_of(DAY) => None,
-        s if s.is_multiple_of(HOUR) && DAY.is_multiple_of(s) => Some(format!("0 */{} * * *", s / HOUR)),
-        s if s.is_multiple_of(MINUTE) && HOUR.is_multiple_of(s) => Some(format!("*/{} * * * *", s / MINUTE)),
+        s if s.is_multiple_of(HOUR) && DAY.is_multiple_of(s) => {
+            Some(format!("0 */{} * * *", s / HOUR))
+        }
+        s if s.is_multiple_of(MINUTE) && HOUR.is_multiple_of(s) => {
+            Some(format!("*/{} * * * *", s / MINUTE))
+        }
         _ => None,
     }
 }
