@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use bpg_core::{AppType, SimBackend, SimScript, SparkJob};
 use bpg_pipeline::scheduler::{AttemptOutcome, Graph, Scheduler};
-use bpg_pipeline::{ConnectionRegistry, Dag, Runner, Task};
+use bpg_pipeline::{Dag, Runner, Task};
+
+/// Connections by name: the benchmarks build their backends themselves.
+type Backends = std::collections::HashMap<String, Arc<dyn bpg_core::Backend>>;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 #[derive(Clone, Copy, Debug)]
@@ -79,11 +82,11 @@ fn dag(shape: Shape, n: usize) -> Dag {
 
 /// A registry with a zero-duration SimBackend, and the backend (returned from the measured
 /// routine so that dropping the simulation's 10k jobs is not counted as the runner's cost).
-fn zero_duration_sim() -> (ConnectionRegistry, SimBackend) {
+fn zero_duration_sim() -> (Backends, SimBackend) {
     let script = SimScript::from_query("duration=0s").expect("valid sim script");
     let sim = SimBackend::builder().default_script(script).build();
-    let mut registry = ConnectionRegistry::new();
-    registry.insert_backend("sim", Arc::new(sim.clone()));
+    let mut registry = Backends::new();
+    registry.insert("sim".to_string(), Arc::new(sim.clone()));
     (registry, sim)
 }
 
@@ -161,7 +164,7 @@ fn function_chains(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("chain", n), &n, |b, _| {
             b.iter(|| {
                 let report = rt
-                    .block_on(Runner::new(dag.clone(), ConnectionRegistry::new()).run())
+                    .block_on(Runner::new(dag.clone(), Backends::new()).run())
                     .expect("run starts");
                 assert!(report.is_success());
                 report
@@ -287,8 +290,8 @@ fn concurrent_10k() {
         .build()
         .expect("valid DAG");
     let sim = SimBackend::new();
-    let mut registry = ConnectionRegistry::new();
-    registry.insert_backend("sim", Arc::new(sim.clone()));
+    let mut registry = Backends::new();
+    registry.insert("sim".to_string(), Arc::new(sim.clone()));
     let rss_before = peak_rss_mib().unwrap_or(f64::NAN);
     let cpu_before = cpu_seconds().unwrap_or(f64::NAN);
     let started = Instant::now();

@@ -13,6 +13,10 @@
 //! | `gateway` | `gateway::GatewayBackend`: a Batch Processing Gateway through bpg-client |
 //! | (always) | [`routed::RoutedBackend`]: several named backends behind bpg-router rules |
 //!
+//! [`connect`] turns named connections (`bpg+https://`, `k8s://`, `emr://`, `local://`, `sim://`,
+//! `routed://` URLs, from a connections file or `BPG_CONN_<NAME>` variables) into these backends,
+//! each wrapped in retry, timeout and tracing layers by default.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -35,6 +39,7 @@
 //! # }
 //! ```
 
+pub mod connect;
 pub mod layers;
 pub mod routed;
 pub use routed::RoutedBackend;

@@ -145,12 +145,22 @@ async fn a_retry_in_another_process_finds_the_submission_whose_answer_was_lost()
     assert!(lost.is_temporary(), "{lost:?}");
     assert_eq!(gateway.accepted_count(), 1);
 
-    // The retry, through the retry layer as a pipeline would run it.
+    // The retry, through the retry layer, as a resumed pipeline runs it: an earlier attempt may
+    // exist, so it looks first.
     let retrying = (Arc::new(backend(&gateway)) as Arc<dyn Backend>).layer(RetryLayer::new());
-    let opts = SubmitOptions::new().with_idempotency_key(k.clone());
-    let submission = retrying.submit(&spark_job, &opts).await.unwrap();
+    let submission = retrying
+        .find(&k)
+        .await
+        .unwrap()
+        .expect("found by its suffix");
     assert_eq!(submission.id.as_str(), gateway.submissions()[0].id);
     assert_eq!(submission.idempotency_key.as_ref(), Some(&k));
+    // Found once, it is remembered: submitting with the key again starts nothing new.
+    let opts = SubmitOptions::new().with_idempotency_key(k.clone());
+    assert_eq!(
+        retrying.submit(&spark_job, &opts).await.unwrap().id,
+        submission.id
+    );
     assert_eq!(gateway.accepted_count(), 1, "exactly one application");
     assert_eq!(
         gateway.journal_for(Route::Submit).len(),
@@ -161,6 +171,29 @@ async fn a_retry_in_another_process_finds_the_submission_whose_answer_was_lost()
         retrying.find(&k).await.unwrap().map(|s| s.id),
         Some(submission.id)
     );
+}
+
+#[tokio::test]
+async fn first_submits_do_not_list_the_users_submissions() {
+    // Looking a key up lists every submission of the user: doing it before each first submit
+    // would make a pipeline's submits quadratic in the number of jobs.
+    let gateway = mock(&["spark-a"]).await;
+    let backend = backend(&gateway);
+    for i in 0..50 {
+        let opts = SubmitOptions::new().with_idempotency_key(key(&format!("task-{i}")));
+        backend
+            .submit(&job(&format!("task-{i}"), "10ms"), &opts)
+            .await
+            .unwrap();
+    }
+    assert_eq!(gateway.accepted_count(), 50);
+    assert_eq!(gateway.journal_for(Route::MySubmissions).len(), 0);
+    // A lost answer is the case that needs a lookup: exactly one.
+    gateway.inject(Fault::drop_connection().on(Route::Submit).times(1));
+    let opts = SubmitOptions::new().with_idempotency_key(key("lost"));
+    backend.submit(&job("lost", "10ms"), &opts).await.unwrap();
+    assert_eq!(gateway.accepted_count(), 51);
+    assert_eq!(gateway.journal_for(Route::MySubmissions).len(), 1);
 }
 
 #[tokio::test]

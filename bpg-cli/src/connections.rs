@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use bpg_pipeline::ConnectionRegistry;
+use bpg_backends::connect::ConnectionRegistry;
 
 use crate::failure::Failure;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bpg_core::formats::load_application_file;
-use bpg_core::{Backend, BackendExt, JobId, LogOptions, SubmitOptions, WaitOptions};
+use bpg_core::{Backend, BackendExt, Connections, JobId, LogOptions, SubmitOptions, WaitOptions};
 use futures::StreamExt;
 
 use crate::ConnectionArgs;
@@ -15,7 +15,7 @@ use crate::failure::{Failure, render};
 async fn backend(args: &ConnectionArgs) -> Result<Arc<dyn Backend>, Failure> {
     let registry = registry(args.connections.as_deref())?;
     registry
-        .get(&args.connection)
+        .backend(&args.connection)
         .await
         .map_err(|e| Failure::from_error(&format!("connection {:?}", args.connection), e))
 }

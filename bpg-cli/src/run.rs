@@ -12,6 +12,7 @@ use bpg_pipeline::{RunKey, RunRecord, RunState, RunStore, Runner, SqliteRunStore
 use crate::connections::registry;
 use crate::failure::Failure;
 use crate::progress::{self, Mode};
+use bpg_core::Connections;
 
 /// What `bpg run` was asked.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::registry;
 use crate::failure::Failure;
+use bpg_core::Connections;
 
 /// What `bpg scheduler` was asked.
 #[derive(Debug)]

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use bpg_backends::connect::ConnectionRegistry;
 use bpg_core::formats::{parse_application, parse_scheduled_application};
 use bpg_core::{Diagnostic, Diagnostics};
-use bpg_pipeline::{ApplicationSource, ConnectionRegistry, Dag, TaskKind, load_dag_file};
+use bpg_pipeline::{ApplicationSource, Dag, TaskKind, load_dag_file};
 use bpg_router::RoutingRules;
 
 /// What a file holds.

@@ -63,6 +63,43 @@ impl Diagnostic {
         }
     }
 
+    /// A located error from a serde-saphyr failure on `text`: the message without the library's
+    /// position prefix or snippet, the line and column, and as field the mapping key written on
+    /// that line (`  weight: x` gives `weight`), when there is one.
+    ///
+    /// ```
+    /// use bpg_core::Diagnostic;
+    /// let text = "name: a\nweight: heavy\n";
+    /// #[derive(serde::Deserialize, Debug)]
+    /// struct Rule { name: String, weight: u32 }
+    /// let err = serde_saphyr::from_str::<Rule>(text).unwrap_err();
+    /// let d = Diagnostic::from_yaml_error(&err, text);
+    /// assert_eq!((d.line, d.field.as_str()), (Some(2), "weight"));
+    /// assert!(!d.message.starts_with("line "), "{}", d.message);
+    /// ```
+    pub fn from_yaml_error(err: &serde_saphyr::Error, text: &str) -> Self {
+        let located = err.location().filter(|l| l.line() > 0);
+        let plain = err.without_snippet().to_string();
+        let message = strip_yaml_position(&plain);
+        // Say what is wrong with the file, not which library option would accept it.
+        let message = message
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        let field = located
+            .and_then(|l| key_on_line(text, usize::try_from(l.line()).ok()?))
+            .unwrap_or_default();
+        let mut d = Diagnostic::error(field, message);
+        if let Some(l) = located {
+            d = d.at(
+                usize::try_from(l.line()).unwrap_or(0),
+                usize::try_from(l.column()).unwrap_or(0),
+            );
+        }
+        d
+    }
+
     /// Sets the file the problem is in.
     pub fn with_file(mut self, file: impl AsRef<Path>) -> Self {
         self.file = Some(file.as_ref().to_path_buf());
@@ -223,4 +260,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// A serde-saphyr message without its `error: line L column C: ` prefix or trailing position.
+fn strip_yaml_position(message: &str) -> String {
+    let m = message.strip_prefix("error: ").unwrap_or(message);
+    let m = match m
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((_, rest)) => rest,
+        None => m,
+    };
+    // Some messages repeat the position at the end.
+    match m.rfind(" at line ") {
+        Some(i) if m[i..].contains(", column ") => m[..i].to_owned(),
+        _ => m.to_owned(),
+    }
+}
+
+/// The mapping key written on a 1-based line (`  - weight: x` gives `weight`).
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let l = l.trim_start().trim_start_matches("- ").trim_start();
+    let (key, _) = l.split_once(':')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
 }

@@ -27,6 +27,7 @@
 //! ```
 
 mod backend;
+mod connections;
 mod diagnostic;
 mod error;
 pub mod formats;
@@ -41,6 +42,7 @@ pub use backend::{
     Backend, BackendExt, Capabilities, IdempotencyKey, JobId, LogLine, LogOptions, LogStream,
     Submission, SubmitOptions, WaitOptions,
 };
+pub use connections::Connections;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, closest_match};
 pub use error::{BoxError, Error, Result};
 pub use job::{AppType, Dependencies, DynamicAllocation, EnvVar, PodSpec, RestartPolicy, SparkJob};

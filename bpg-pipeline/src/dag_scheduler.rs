@@ -6,14 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
-use bpg_core::{Diagnostic, Diagnostics, Error, Result};
+use bpg_core::{Connections, Diagnostic, Diagnostics, Error, Result};
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::ConnectionRegistry;
 use crate::dag::Dag;
 use crate::events::RunState;
 use crate::executor::{CancelPolicy, Runner};
@@ -259,7 +258,9 @@ pub enum SchedulerEvent {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use bpg_pipeline::{ConnectionRegistry, Dag, DagScheduler, InMemoryRunStore, RunStore, ScheduledDag, Task};
+/// use std::collections::HashMap;
+/// use bpg_core::Backend;
+/// use bpg_pipeline::{Dag, DagScheduler, InMemoryRunStore, RunStore, ScheduledDag, Task};
 /// use chrono::{TimeZone, Utc};
 /// use tokio_util::sync::CancellationToken;
 ///
@@ -267,7 +268,8 @@ pub enum SchedulerEvent {
 /// # async fn main() {
 /// let dag = Dag::builder("hourly").schedule("@hourly").task(Task::empty("tick")).build().unwrap();
 /// let store = Arc::new(InMemoryRunStore::new());
-/// let scheduler = DagScheduler::new(ConnectionRegistry::new())
+/// // No Spark tasks, so no connections: an empty map of backends.
+/// let scheduler = DagScheduler::new(HashMap::<String, Arc<dyn Backend>>::new())
 ///     .store(store.clone())
 ///     .start_time(Utc.with_ymd_and_hms(2025, 1, 1, 0, 30, 0).unwrap())
 ///     .dag(ScheduledDag::new(dag).unwrap());
@@ -293,7 +295,7 @@ pub enum SchedulerEvent {
 #[derive(Debug)]
 pub struct DagScheduler {
     dags: Vec<ScheduledDag>,
-    connections: Arc<ConnectionRegistry>,
+    connections: Arc<dyn Connections>,
     store: Arc<dyn RunStore>,
     on_shutdown: CancelPolicy,
     start_time: Option<DateTime<Utc>>,
@@ -343,11 +345,11 @@ type RunOutcome = Result<RunReport>;
 impl DagScheduler {
     /// A scheduler with no DAGs yet, an in-memory store, and the shutdown policy
     /// [`CancelPolicy::CancelJobs`].
-    pub fn new(connections: impl Into<Arc<ConnectionRegistry>>) -> Self {
+    pub fn new(connections: impl Connections + 'static) -> Self {
         let (triggers_tx, triggers) = mpsc::unbounded_channel();
         DagScheduler {
             dags: Vec::new(),
-            connections: connections.into(),
+            connections: Arc::new(connections),
             store: Arc::new(InMemoryRunStore::new()),
             on_shutdown: CancelPolicy::CancelJobs,
             start_time: None,
@@ -587,7 +589,7 @@ async fn queue_manual(
 
 /// What starting and finishing runs needs.
 struct Context {
-    connections: Arc<ConnectionRegistry>,
+    connections: Arc<dyn Connections>,
     store: Arc<dyn RunStore>,
     on_shutdown: CancelPolicy,
     events: broadcast::Sender<SchedulerEvent>,

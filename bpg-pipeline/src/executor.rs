@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bpg_core::{
-    Backend, BackendExt, Diagnostics, Error, IdempotencyKey, JobState, JobStatus, LogOptions,
-    Result, SparkJob, Submission, SubmitOptions, WaitOptions,
+    Backend, BackendExt, Connections, Diagnostics, Error, IdempotencyKey, JobState, JobStatus,
+    LogOptions, Result, SparkJob, Submission, SubmitOptions, WaitOptions,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::ConnectionRegistry;
 use crate::context::{RunInfo, TaskContext, TaskError, XComs};
 use crate::dag::{ApplicationSource, CommandLine, CommandTask, Dag, SparkTask, TaskFn, TaskKind};
 use crate::events::{Event, EventSink, EventStream, RunState, TaskState};
@@ -48,7 +47,9 @@ const LOG_DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// ```
 /// use std::sync::Arc;
 /// use bpg_core::{AppType, SimBackend, SparkJob};
-/// use bpg_pipeline::{ConnectionRegistry, Dag, Runner, Task, TaskState};
+/// use std::collections::HashMap;
+/// use bpg_core::Backend;
+/// use bpg_pipeline::{Dag, Runner, Task, TaskState};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
@@ -58,8 +59,8 @@ const LOG_DRAIN_GRACE: Duration = Duration::from_secs(2);
 ///     .task(Task::spark("pi", "sim", job).depends_on(["start"]))
 ///     .build()
 ///     .unwrap();
-/// let mut connections = ConnectionRegistry::new();
-/// connections.insert_backend("sim", Arc::new(SimBackend::new()));
+/// // Any bpg_core::Connections: bpg-backends' ConnectionRegistry, or a map of built backends.
+/// let connections = HashMap::from([("sim".to_string(), Arc::new(SimBackend::new()) as Arc<dyn Backend>)]);
 /// let report = Runner::new(dag, connections).run_id("manual__1").run().await.unwrap();
 /// assert!(report.is_success());
 /// assert_eq!(report.tasks["pi"].state, TaskState::Success);
@@ -69,7 +70,7 @@ const LOG_DRAIN_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Runner {
     dag: Arc<Dag>,
-    connections: Arc<ConnectionRegistry>,
+    connections: Arc<dyn Connections>,
     store: Option<Arc<dyn RunStore>>,
     events: EventSink,
     cancel: CancellationToken,
@@ -82,10 +83,10 @@ pub struct Runner {
 
 impl Runner {
     /// A runner for one run of `dag`, with Spark tasks' connections from `connections`.
-    pub fn new(dag: impl Into<Arc<Dag>>, connections: impl Into<Arc<ConnectionRegistry>>) -> Self {
+    pub fn new(dag: impl Into<Arc<Dag>>, connections: impl Connections + 'static) -> Self {
         Runner {
             dag: dag.into(),
-            connections: connections.into(),
+            connections: Arc::new(connections),
             store: None,
             events: EventSink::new(4096),
             cancel: CancellationToken::new(),
@@ -196,7 +197,7 @@ impl Runner {
                 TaskKind::Spark(spark) => {
                     let name = spark.connection.as_str();
                     if !backends_by_name.contains_key(name) {
-                        backends_by_name.insert(name, self.connections.get(name).await?);
+                        backends_by_name.insert(name, self.connections.backend(name).await?);
                     }
                     backends_by_name.get(name).cloned()
                 }
@@ -257,7 +258,15 @@ impl Runner {
         let xcoms = Arc::new(XComs::new(graph.clone()));
         let resume = match stored {
             Some(stored) => Some(Box::new(
-                Resume::new(&dag, &graph, stored, &xcoms, &backends, &self.connections).await,
+                Resume::new(
+                    &dag,
+                    &graph,
+                    stored,
+                    &xcoms,
+                    &backends,
+                    self.connections.as_ref(),
+                )
+                .await,
             )),
             None => None,
         };
@@ -376,7 +385,7 @@ impl Resume {
         stored: StoredRun,
         xcoms: &XComs,
         backends: &[Option<Arc<dyn Backend>>],
-        connections: &ConnectionRegistry,
+        connections: &dyn Connections,
     ) -> Self {
         let n = graph.len();
         let mut tasks = vec![None; n];
@@ -405,7 +414,7 @@ impl Resume {
                 Some(s) if s.connection == spark.connection => {
                     backends[i].clone().map(|b| (s.submission, b))
                 }
-                Some(s) => match connections.get(&s.connection).await {
+                Some(s) => match connections.backend(&s.connection).await {
                     Ok(b) => Some((s.submission, b)),
                     Err(e) => {
                         tracing::warn!(task = %task_id, connection = %s.connection, error = %e,

@@ -8,16 +8,18 @@
 //! runs (trigger rules, eager `upstream_failed`/`skipped` marking, retries with backoff) and a thin
 //! async executor ([`Runner`]) runs it on the caller's tokio runtime; it never creates one.
 //!
-//! Spark tasks reach any backend through a named connection ([`ConnectionRegistry`]: a YAML
-//! file, `BPG_CONN_<NAME>` URLs, and [`BackendFactory`]s per URL scheme). Application files,
+//! Spark tasks reach any backend through a named connection: any [`bpg_core::Connections`],
+//! usually bpg-backends' `ConnectionRegistry` (a YAML file, `BPG_CONN_<NAME>` URLs, resilient
+//! backends built per URL scheme), or a map of backends an application built itself. Application files,
 //! arguments and commands are minijinja templates (`ds`, `ts`, `run_id`, `dag_id`, `task_id`,
 //! `params`, `xcom(task, key)`). A run publishes [`Event`]s and ends with a [`RunReport`], the
 //! JSON report of DESIGN.md §8. A [`RunStore`] records progress for durable runs.
 //!
 //! ```
+//! use std::collections::HashMap;
 //! use std::sync::Arc;
-//! use bpg_core::SimBackend;
-//! use bpg_pipeline::{ConnectionRegistry, Event, Runner, RunState, TaskState, parse_dag};
+//! use bpg_core::{Backend, SimBackend};
+//! use bpg_pipeline::{Event, Runner, RunState, TaskState, parse_dag};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -44,8 +46,7 @@
 //! "#, None).unwrap();
 //!
 //! let sim = SimBackend::new();
-//! let mut connections = ConnectionRegistry::new();
-//! connections.insert_backend("sim", Arc::new(sim.clone()));
+//! let connections = HashMap::from([("sim".to_string(), Arc::new(sim.clone()) as Arc<dyn Backend>)]);
 //! let runner = Runner::new(dag, connections).run_id("manual__1");
 //! let mut events = runner.subscribe();
 //! let report = runner.run().await.unwrap();
@@ -62,41 +63,33 @@
 //! # }
 //! ```
 
-pub mod backend_factories;
-mod connections;
 mod context;
 mod dag;
 mod dag_scheduler;
 mod events;
 mod executor;
 mod idhash;
-#[cfg(feature = "postgres")]
-mod postgres_store;
 mod report;
 mod retry;
 pub mod schedule;
 pub mod scheduler;
-mod sqlite_store;
-mod store;
-mod store_sql;
+pub mod store;
 mod template;
 mod validate;
 mod yaml;
 
-pub use connections::{
-    BackendFactory, Connection, ConnectionRegistry, ENV_PREFIX, SecretRef, SimFactory,
-};
 pub use dag_scheduler::{
     DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
 };
 pub use executor::{CancelPolicy, Runner};
-#[cfg(feature = "postgres")]
-pub use postgres_store::PostgresRunStore;
 pub use report::{RunReport, TaskReport};
-pub use sqlite_store::SqliteRunStore;
+#[cfg(feature = "postgres")]
+pub use store::PostgresRunStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteRunStore;
 pub use store::{
-    InMemoryRunStore, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord,
-    TaskStateChange,
+    InMemoryRunStore, PastDecision, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord,
+    TaskRecord, TaskStateChange,
 };
 
 pub use context::{TaskContext, TaskError, XComs};

@@ -388,18 +388,6 @@ impl Loader<'_> {
     }
 }
 
-/// Turns a serde-saphyr error into a located diagnostic.
-pub(crate) fn yaml_error(err: &serde_saphyr::Error, file: Option<&Path>) -> Diagnostic {
-    let mut d = Diagnostic::error("", err.without_snippet().to_string());
-    if let Some(loc) = err.location() {
-        d = d.at(loc.line() as usize, loc.column() as usize);
-    }
-    if let Some(file) = file {
-        d = d.with_file(file);
-    }
-    d
-}
-
 /// Parses a pipeline from YAML text and validates it. `file` names the source in diagnostics and
 /// is the base for relative application files and command `cwd`s.
 ///
@@ -414,8 +402,13 @@ pub(crate) fn yaml_error(err: &serde_saphyr::Error, file: Option<&Path>) -> Diag
 /// assert_eq!(dag.tasks[1].depends_on, vec!["start".to_string()]);
 /// ```
 pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
-    let raw: RawDag =
-        serde_saphyr::from_str(text).map_err(|e| Diagnostics::from(yaml_error(&e, file)))?;
+    let raw: RawDag = serde_saphyr::from_str(text).map_err(|e| {
+        let d = Diagnostic::from_yaml_error(&e, text);
+        Diagnostics::from(match file {
+            Some(f) => d.with_file(f),
+            None => d,
+        })
+    })?;
     let base_dir = file.and_then(|f| f.parent()).map(|p| {
         if p.as_os_str().is_empty() {
             PathBuf::from(".")

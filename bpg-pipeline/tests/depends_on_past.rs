@@ -2,14 +2,17 @@
 //! `end_date`, `catchup`, `max_active_runs`) read from YAML and the builder, on tokio's paused
 //! clock.
 
+/// The connections of these tests: backends built in the test, by name.
+type Backends = std::collections::HashMap<String, std::sync::Arc<dyn bpg_core::Backend>>;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bpg_core::{AppType, SimBackend, SparkJob};
 use bpg_pipeline::{
-    ConnectionRegistry, Dag, DagScheduler, DefaultArgs, InMemoryRunStore, RunReport, RunState,
-    RunStore, Runner, ScheduledDag, Task, TaskError, TaskState, parse_dag,
+    Dag, DagScheduler, DefaultArgs, InMemoryRunStore, RunReport, RunState, RunStore, Runner,
+    ScheduledDag, Task, TaskError, TaskState, parse_dag,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
@@ -47,7 +50,7 @@ fn dag(calls: &Arc<AtomicU32>, fail_on: &'static [u32]) -> Dag {
 }
 
 async fn run(dag: &Arc<Dag>, store: &Arc<InMemoryRunStore>, d: u32) -> RunReport {
-    Runner::new(dag.clone(), ConnectionRegistry::new())
+    Runner::new(dag.clone(), Backends::new())
         .run_id(format!("scheduled__{d}"))
         .logical_date(day(d))
         .store(store.clone())
@@ -108,8 +111,8 @@ async fn a_task_whose_previous_instance_succeeded_runs_and_the_first_run_always_
 #[tokio::test(start_paused = true)]
 async fn a_task_waits_while_its_previous_instance_is_still_running() {
     let sim = SimBackend::new();
-    let mut connections = ConnectionRegistry::new();
-    connections.insert_backend("sim", Arc::new(sim.clone()));
+    let mut connections = Backends::new();
+    connections.insert("sim".to_string(), Arc::new(sim.clone()));
     let connections = Arc::new(connections);
     let job = SparkJob::new("long", AppType::Python, "3.5", "local:///long.py")
         .with_label("sim/duration", "30m");
@@ -147,7 +150,7 @@ async fn the_scheduler_takes_catchup_start_date_and_max_active_runs_from_the_dag
     let store = Arc::new(InMemoryRunStore::new());
     // Jan 4, 06:00: three intervals to catch up, one at a time; day 2's load fails, so day 3's
     // is blocked by depends_on_past.
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(4) + chrono::Duration::hours(6))
         .dag(ScheduledDag::new(dag(&calls, &[2])).unwrap());

@@ -1,14 +1,17 @@
 //! Resuming a run from its run store: finished tasks keep their outcomes, in-flight Spark jobs
 //! are reattached (or found by idempotency key), and retries keep their schedule.
 
+/// The connections of these tests: backends built in the test, by name.
+type Backends = std::collections::HashMap<String, std::sync::Arc<dyn bpg_core::Backend>>;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bpg_core::{AppType, Backend, IdempotencyKey, SimBackend, SparkJob, SubmitOptions};
 use bpg_pipeline::{
-    CancelPolicy, ConnectionRegistry, Dag, Event, InMemoryRunStore, RunKey, RunRecord, RunState,
-    RunStore, Runner, Task, TaskError, TaskState,
+    CancelPolicy, Dag, Event, InMemoryRunStore, RunKey, RunRecord, RunState, RunStore, Runner,
+    Task, TaskError, TaskState,
 };
 use chrono::TimeZone;
 use tokio::time::Instant;
@@ -26,9 +29,9 @@ fn spark(id: &str, duration: &str) -> Task {
     Task::spark(id, "sim", job)
 }
 
-fn registry(sim: &SimBackend) -> ConnectionRegistry {
-    let mut connections = ConnectionRegistry::new();
-    connections.insert_backend("sim", Arc::new(sim.clone()));
+fn registry(sim: &SimBackend) -> Backends {
+    let mut connections = Backends::new();
+    connections.insert("sim".to_string(), Arc::new(sim.clone()));
     connections
 }
 

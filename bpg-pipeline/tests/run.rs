@@ -1,5 +1,8 @@
 //! End-to-end runs on SimBackend under tokio's paused clock.
 
+/// The connections of these tests: backends built in the test, by name.
+type Backends = std::collections::HashMap<String, std::sync::Arc<dyn bpg_core::Backend>>;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,9 +13,9 @@ use bpg_core::{
     SimBackend, SparkJob, Submission, SubmitOptions,
 };
 use bpg_pipeline::{
-    CancelPolicy, ConnectionRegistry, Dag, DefaultArgs, Event, InMemoryRunStore, RetryPolicy,
-    RunKey, RunState, RunStore, Runner, Task, TaskError, TaskKind, TaskState, TriggerRule,
-    load_dag_file, retry_delay,
+    CancelPolicy, Dag, DefaultArgs, Event, InMemoryRunStore, RetryPolicy, RunKey, RunState,
+    RunStore, Runner, Task, TaskError, TaskKind, TaskState, TriggerRule, load_dag_file,
+    retry_delay,
 };
 use chrono::TimeZone;
 use serde_json::json;
@@ -108,9 +111,9 @@ impl Backend for Recording {
     }
 }
 
-fn registry(backend: Arc<dyn Backend>) -> ConnectionRegistry {
-    let mut r = ConnectionRegistry::new();
-    r.insert_backend("sim", backend);
+fn registry(backend: Arc<dyn Backend>) -> Backends {
+    let mut r = Backends::new();
+    r.insert("sim".to_string(), backend);
     r
 }
 
@@ -700,8 +703,7 @@ async fn function_tasks_push_and_pull_xcom_skip_and_fail_without_retry() {
         )
         .build()
         .unwrap();
-    let (report, events) =
-        run_collecting(Runner::new(dag, ConnectionRegistry::new()).run_id("r1")).await;
+    let (report, events) = run_collecting(Runner::new(dag, Backends::new()).run_id("r1")).await;
     let state = |t: &str| report.tasks[t].state;
     assert_eq!(state("produce"), TaskState::Success);
     assert_eq!(state("consume"), TaskState::Success);
@@ -750,7 +752,7 @@ async fn command_tasks_log_output_fail_on_exit_code_and_are_killed_on_timeout() 
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    let (report, events) = run_collecting(Runner::new(dag, ConnectionRegistry::new())).await;
+    let (report, events) = run_collecting(Runner::new(dag, Backends::new())).await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "the sleep was killed"
@@ -789,14 +791,9 @@ async fn command_tasks_log_output_fail_on_exit_code_and_are_killed_on_timeout() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn connections_come_from_files_and_unknown_ones_are_located_errors() {
+async fn unknown_connections_are_located_errors() {
     let dag = load_dag_file(data("seed_pipeline.yaml")).unwrap();
-    let mut connections = ConnectionRegistry::new();
-    connections.load_file(data("connections.yaml")).unwrap();
-    let report = Runner::new(dag.clone(), connections).run().await.unwrap();
-    assert!(report.is_success());
-
-    let err = Runner::new(dag, ConnectionRegistry::new())
+    let err = Runner::new(dag, Backends::new())
         .run()
         .await
         .unwrap_err()
@@ -897,10 +894,7 @@ async fn default_args_apply_to_tasks() {
         }))
         .build()
         .unwrap();
-    let report = Runner::new(dag, ConnectionRegistry::new())
-        .run()
-        .await
-        .unwrap();
+    let report = Runner::new(dag, Backends::new()).run().await.unwrap();
     assert_eq!(report.tasks["once_flaky"].state, TaskState::Success);
     assert_eq!(report.tasks["once_flaky"].try_number, 2);
 }

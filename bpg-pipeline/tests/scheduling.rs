@@ -1,14 +1,17 @@
 //! The DAG scheduler on tokio's paused clock: catchup on and off, max_active_runs, manual
 //! triggers, shutdown policies, pipeline folders.
 
+/// The connections of these tests: backends built in the test, by name.
+type Backends = std::collections::HashMap<String, std::sync::Arc<dyn bpg_core::Backend>>;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bpg_core::{AppType, SimBackend, SparkJob};
 use bpg_pipeline::{
-    CancelPolicy, ConnectionRegistry, Dag, DagScheduler, InMemoryRunStore, ManualRun, RunState,
-    RunStore, ScheduledDag, SchedulerEvent, SqliteRunStore, Task, TaskState,
+    CancelPolicy, Dag, DagScheduler, InMemoryRunStore, ManualRun, RunState, RunStore, ScheduledDag,
+    SchedulerEvent, SqliteRunStore, Task, TaskState,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
@@ -80,7 +83,7 @@ async fn catchup_runs_every_missed_interval_then_follows_the_schedule() {
         .start_date(day(1))
         .catchup(true);
     // Jan 5, 10:00: four intervals, [Jan 1, Jan 2) .. [Jan 4, Jan 5), are complete.
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(5) + chrono::Duration::hours(10))
         .dag(dag);
@@ -111,7 +114,7 @@ async fn without_catchup_only_the_latest_interval_runs() {
     let dag = ScheduledDag::new(daily_dag(&probe, HOUR))
         .unwrap()
         .start_date(day(1));
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(5) + chrono::Duration::hours(10))
         .dag(dag);
@@ -135,7 +138,7 @@ async fn max_active_runs_holds_back_catchup_runs_in_order() {
         .catchup(true)
         .max_active_runs(2);
     // Jan 7, 01:00: six intervals to catch up, two at a time, three hours each.
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(7) + chrono::Duration::hours(1))
         .dag(dag);
@@ -172,7 +175,7 @@ async fn manual_triggers_carry_params_and_respect_max_active_runs() {
         .unwrap()
         .schedule(None)
         .max_active_runs(1);
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(3))
         .dag(dag);
@@ -235,7 +238,7 @@ async fn manual_triggers_carry_params_and_respect_max_active_runs() {
     assert!(handle.trigger("daily", ManualRun::new()).await.is_err());
 }
 
-fn spark_dag(sim: &Arc<SimBackend>) -> (Dag, ConnectionRegistry) {
+fn spark_dag(sim: &Arc<SimBackend>) -> (Dag, Backends) {
     let job = SparkJob::new("long", AppType::Python, "3.5", "local:///long.py")
         .with_label("sim/duration", "10h");
     let dag = Dag::builder("spark_daily")
@@ -243,8 +246,8 @@ fn spark_dag(sim: &Arc<SimBackend>) -> (Dag, ConnectionRegistry) {
         .task(Task::spark("long", "sim", job))
         .build()
         .unwrap();
-    let mut connections = ConnectionRegistry::new();
-    connections.insert_backend("sim", sim.clone());
+    let mut connections = Backends::new();
+    connections.insert("sim".to_string(), sim.clone());
     (dag, connections)
 }
 
@@ -323,7 +326,7 @@ async fn a_restarted_scheduler_does_not_repeat_scheduled_intervals() {
             .catchup(true)
     };
     let store = Arc::new(SqliteRunStore::open(&path).await.unwrap());
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(3) + chrono::Duration::hours(10))
         .dag(dag());
@@ -332,7 +335,7 @@ async fn a_restarted_scheduler_does_not_repeat_scheduled_intervals() {
 
     // Restarted two days later: only the intervals since the last scheduled run.
     let store = Arc::new(SqliteRunStore::open(&path).await.unwrap());
-    let scheduler = DagScheduler::new(ConnectionRegistry::new())
+    let scheduler = DagScheduler::new(Backends::new())
         .store(store.clone())
         .start_time(day(5) + chrono::Duration::hours(10))
         .dag(dag());

@@ -139,47 +139,10 @@ pub(crate) fn parse_with<T: DeserializeOwned>(
     options: serde_saphyr::Options,
 ) -> Result<T, Diagnostics> {
     serde_saphyr::from_str_with_options::<T>(text, options).map_err(|e| {
-        let located = e.location().filter(|l| l.line() > 0);
-        let message = strip_location(&e.without_snippet().to_string());
-        let field = located
-            .and_then(|l| key_on_line(text, usize::try_from(l.line()).ok()?))
-            .unwrap_or_default();
-        let mut d = Diagnostic::error(field, message);
+        let mut d = Diagnostic::from_yaml_error(&e, text);
         if let Some(file) = file {
             d = d.with_file(file);
         }
-        if let Some(l) = located {
-            d = d.at(
-                usize::try_from(l.line()).unwrap_or(0),
-                usize::try_from(l.column()).unwrap_or(0),
-            );
-        }
         Diagnostics::from(d)
     })
-}
-
-/// serde-saphyr prefixes messages with `error: line L column C: `; the diagnostic carries those.
-fn strip_location(message: &str) -> String {
-    let m = message.strip_prefix("error: ").unwrap_or(message);
-    let m = match m
-        .strip_prefix("line ")
-        .and_then(|rest| rest.split_once(": "))
-    {
-        Some((_, rest)) => rest,
-        None => m,
-    };
-    // Some messages repeat the position at the end.
-    match m.rfind(" at line ") {
-        Some(i) if m[i..].contains(", column ") => m[..i].to_owned(),
-        _ => m.to_owned(),
-    }
-}
-
-/// The mapping key written on a 1-based line (`  - weight: x` gives `weight`).
-fn key_on_line(text: &str, line: usize) -> Option<String> {
-    let l = text.lines().nth(line.checked_sub(1)?)?;
-    let l = l.trim_start().trim_start_matches("- ").trim_start();
-    let (key, _) = l.split_once(':')?;
-    let key = key.trim().trim_matches(['"', '\'']);
-    (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
 }

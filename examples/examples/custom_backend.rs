@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bpg_backends::connect::{BackendFactory, Connection, ConnectionRegistry};
+use bpg_core::Connections;
 use bpg_core::{
     Backend, Capabilities, Error, IdempotencyKey, JobId, JobState, JobStatus, LogLine, LogOptions,
     LogStream, Result, SparkJob, Submission, SubmitOptions,
 };
 use bpg_examples::{files, print_event, print_summary};
-use bpg_pipeline::{BackendFactory, Connection, ConnectionRegistry, Runner, load_dag_file};
+use bpg_pipeline::{Runner, load_dag_file};
 use futures::StreamExt;
 
 /// One job's record.
@@ -271,7 +273,7 @@ impl BackendFactory for InProcessFactory {
     async fn create(
         &self,
         connection: &Connection,
-        _registry: &ConnectionRegistry,
+        _connections: &dyn Connections,
     ) -> Result<Arc<dyn Backend>> {
         Ok(Arc::new(InProcessBackend::new(connection.name.clone())))
     }

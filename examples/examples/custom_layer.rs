@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bpg_backends::connect::ConnectionRegistry;
 use bpg_backends::layers::{Layer, LayerExt, RetryLayer, TimeoutLayer, TracingLayer};
 use bpg_core::{
     AppType, Backend, Capabilities, Error, IdempotencyKey, JobId, JobStatus, LogOptions, LogStream,
     Result, SimBackend, SparkJob, Submission, SubmitOptions,
 };
 use bpg_examples::{files, print_event, print_summary};
-use bpg_pipeline::{ConnectionRegistry, Runner, load_dag_file};
+use bpg_pipeline::{Runner, load_dag_file};
 
 /// What the guardrail records.
 type AuditTrail = Arc<Mutex<Vec<String>>>;

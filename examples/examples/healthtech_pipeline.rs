@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpg_backends::RoutedBackend;
+use bpg_backends::connect::ConnectionRegistry;
 use bpg_backends::gateway::{GatewayBackend, GatewayConfig};
 use bpg_client::mock::{MockCluster, MockGateway};
 use bpg_core::Backend;
 use bpg_examples::{PinnedCluster, files, print_event, print_summary};
-use bpg_pipeline::{ConnectionRegistry, Runner, load_dag_file};
+use bpg_pipeline::{Runner, load_dag_file};
 use bpg_router::RoutingRules;
 
 #[tokio::main]

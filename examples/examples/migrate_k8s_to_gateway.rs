@@ -12,10 +12,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bpg_backends::connect::ConnectionRegistry;
 use bpg_backends::k8s::mock::MockApiServer;
 use bpg_client::mock::{MockCluster, MockGateway};
 use bpg_examples::{files, print_event};
-use bpg_pipeline::{ConnectionRegistry, RunReport, Runner, TaskState, load_dag_file};
+use bpg_pipeline::{RunReport, Runner, TaskState, load_dag_file};
 
 /// Runs the healthtech pipeline with the connections file `connections`. Nothing else differs.
 async fn run_with(connections: &str) -> Result<RunReport, Box<dyn std::error::Error>> {

@@ -3,13 +3,17 @@
 //! driver runs), cancel `DELETE /spark/{id}`, find `GET /spark/mySubmissions`.
 //!
 //! - **Idempotency.** BPG has no idempotency token, so the key's digest becomes the request's
-//!   `submissionIdSuffix` ([`GatewayBackend::submission_id_suffix`]); the id then ends in it. Before
-//!   submitting, `submit` looks through the caller's submissions (`mySubmissions`) for one with that
-//!   suffix and returns it instead; when a submit's answer is lost (dropped connection, timeout,
-//!   5xx), it looks again before reporting the error, and a retried submit finds the first one. The
-//!   lookup is per BPG user, so the same key used by two users makes two applications. A keyed
-//!   submit thus costs one `mySubmissions` call (BPG allows that endpoint 20 requests per second,
-//!   gateway-wide; a 429 is a temporary error the client retries after `Retry-After`).
+//!   `submissionIdSuffix` ([`GatewayBackend::submission_id_suffix`]); the id then ends in it.
+//!   [`find`](Backend::find) looks through the caller's submissions (`mySubmissions`) for one with
+//!   that suffix. A first submit does not look (that would list every submission of the user each
+//!   time, quadratic over a pipeline): a key submitted by this backend returns its first
+//!   submission from memory, and when a submit's answer is lost (dropped connection, timeout, 5xx)
+//!   it looks before reporting the error. Callers that may have submitted before in another
+//!   process (a resumed run) or whose retry follows an unanswered submit call `find` first; the
+//!   pipeline's executor and [`RetryLayer`](crate::layers::RetryLayer) do. The lookup is per BPG
+//!   user, so the same key used by two users makes two applications. (BPG allows `mySubmissions`
+//!   20 requests per second, gateway-wide; a 429 is a temporary error retried after
+//!   `Retry-After`.)
 //! - **Cancel** deletes the SparkApplication (BPG has no other stop). Afterwards BPG answers 404 for
 //!   it; this backend remembers what it cancelled and reports those as `Cancelled` (a job that
 //!   already ended is left alone, so its final state stays readable). In another process a
@@ -32,8 +36,11 @@
 //! let job = SparkJob::new("pi", AppType::Python, "3.5", "local:///pi.py").with_label("sim/duration", "100ms");
 //! let opts = SubmitOptions::new().with_idempotency_key(IdempotencyKey::for_task("daily", "run-1", "pi", 1));
 //! let first = gateway.submit(&job, &opts).await?;
-//! let again = gateway.submit(&job, &opts).await?; // found by its submissionIdSuffix
+//! let again = gateway.submit(&job, &opts).await?; // remembered: no second application
 //! assert_eq!(first.id, again.id);
+//! // Another process (say a resumed runner) finds it by its submissionIdSuffix.
+//! let elsewhere = GatewayBackend::new(GatewayConfig::from_url(&url)?.name("bpg"))?;
+//! assert_eq!(elsewhere.find(opts.idempotency_key.as_ref().unwrap()).await?.map(|s| s.id), Some(first.id.clone()));
 //! assert_eq!(first.cluster.as_deref(), Some("spark-a"));
 //! let status = gateway.wait_for_terminal(&first.id, &WaitOptions::default()).await?;
 //! assert_eq!(status.state, JobState::Succeeded);
@@ -234,13 +241,12 @@ impl Backend for GatewayBackend {
             return Ok(self.submission(&answer.submission_id, job.queue.clone(), None, None));
         };
 
+        // A key this process already submitted returns its submission. An earlier attempt from
+        // elsewhere (a crashed runner, a lost answer) is the caller's to look for with `find`
+        // first, as the executor's resume and the retry layer do: looking before every first
+        // submit would list all of the user's submissions each time.
         let remembered = self.memory().by_key.get(key).cloned();
         if let Some(submission) = remembered {
-            return Ok(submission);
-        }
-        if let Some(submission) = self.lookup(key).await? {
-            tracing::info!(backend = %self.name, key = %key, id = %submission.id, "found an earlier submission with this key");
-            self.remember(&submission);
             return Ok(submission);
         }
 

@@ -118,6 +118,18 @@ struct ApiState {
     watch_faults: VecDeque<u16>,
     /// Cut the next follow log streams after this many lines.
     log_cuts: VecDeque<usize>,
+    /// Random faults: a fraction of all requests answered 500 or 503, and of watches closed at once.
+    chaos: Option<Chaos>,
+}
+
+/// What [`MockApiServer::chaos`] injects.
+struct Chaos {
+    fraction: f64,
+    rng: rand::rngs::SmallRng,
+    /// Errors answered so far (alternately 500 and 503).
+    count: u64,
+    /// Watches closed before any event so far.
+    cut: u64,
 }
 
 /// Steps of the operator's state machine, as this stand-in plays them.
@@ -304,11 +316,24 @@ impl Respond for Handler {
             .url
             .query_pairs()
             .any(|(k, v)| k == "watch" && v == "true");
-        let fault = match state.faults.pop_front() {
+        let mut fault = match state.faults.pop_front() {
             Some(code) => Some(code),
             None if watching => state.watch_faults.pop_front(),
             None => None,
         };
+        if fault.is_none()
+            && let Some(chaos) = &mut state.chaos
+        {
+            use rand::Rng;
+            if chaos.rng.random::<f64>() < chaos.fraction {
+                chaos.count += 1;
+                fault = Some(if chaos.count % 2 == 0 { 500 } else { 503 });
+            } else if watching && chaos.rng.random::<f64>() < chaos.fraction {
+                // A watch the server (or a proxy in between) closes before any event.
+                chaos.cut += 1;
+                return ResponseTemplate::new(200);
+            }
+        }
         if let Some(code) = fault {
             let reason = match code {
                 429 => "TooManyRequests",
@@ -771,6 +796,7 @@ impl MockApiServer {
             faults: VecDeque::new(),
             watch_faults: VecDeque::new(),
             log_cuts: VecDeque::new(),
+            chaos: None,
         }));
         Mock::given(any())
             .respond_with(Handler {
@@ -872,6 +898,27 @@ impl MockApiServer {
         self.lock()
             .watch_faults
             .extend(std::iter::repeat_n(code, n));
+    }
+
+    /// From now on answers a `fraction` (0 to 1) of all requests with 500 or 503 (alternately) as a
+    /// `Status`, and closes that fraction of the remaining watches before any event, as a dropped
+    /// connection would. Draws come from an RNG seeded with `seed`.
+    pub fn chaos(&self, fraction: f64, seed: u64) {
+        use rand::SeedableRng;
+        self.lock().chaos = Some(Chaos {
+            fraction: fraction.clamp(0.0, 1.0),
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+            count: 0,
+            cut: 0,
+        });
+    }
+
+    /// What [`chaos`](Self::chaos) did so far: requests answered with an error, watches cut.
+    pub fn chaos_injected(&self) -> (u64, u64) {
+        self.lock()
+            .chaos
+            .as_ref()
+            .map_or((0, 0), |c| (c.count, c.cut))
     }
 
     /// Cuts the next followed log stream after `lines` lines, like a dropped connection.

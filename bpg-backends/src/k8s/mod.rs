@@ -44,11 +44,13 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams,
     PostParams, WatchEvent, WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
 
+mod config;
 #[cfg(feature = "k8s-mock")]
 pub mod mock;
+
+pub use config::{IN_CLUSTER, K8sConfig};
 
 /// Label carrying the first 32 hex digits of the idempotency key's digest.
 pub const IDEMPOTENCY_LABEL: &str = "bpg.dev/idempotency-key";
@@ -129,17 +131,25 @@ impl SparkKubernetesBackend {
         }
     }
 
+    /// A backend as `config` says: its kubeconfig context (reported as the cluster) or the pod's
+    /// service account, its namespace and token.
+    pub async fn connect(config: &K8sConfig) -> Result<Self> {
+        let backend = Self::from_config(config.load().await?)?;
+        Ok(match &config.context {
+            Some(ctx) => backend.with_cluster(Some(ctx.clone())),
+            None => backend,
+        })
+    }
+
     /// A backend from the usual kubeconfig (`$KUBECONFIG`, else `~/.kube/config`): `context`
     /// (default: the current one) and `namespace` (default: the context's, else `default`).
     pub async fn from_kubeconfig(context: Option<&str>, namespace: Option<&str>) -> Result<Self> {
-        let options = KubeConfigOptions {
+        Self::connect(&K8sConfig {
             context: context.map(str::to_owned),
-            ..KubeConfigOptions::default()
-        };
-        let config = kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| config_error("cannot load kubeconfig", e))?;
-        Self::from_loaded(config, context, namespace)
+            namespace: namespace.map(str::to_owned),
+            ..K8sConfig::default()
+        })
+        .await
     }
 
     /// Like [`from_kubeconfig`](Self::from_kubeconfig), from a kubeconfig file at `path`.
@@ -148,32 +158,13 @@ impl SparkKubernetesBackend {
         context: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let kubeconfig = Kubeconfig::read_from(path)
-            .map_err(|e| config_error(&format!("cannot read kubeconfig {}", path.display()), e))?;
-        let options = KubeConfigOptions {
+        Self::connect(&K8sConfig {
             context: context.map(str::to_owned),
-            ..KubeConfigOptions::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| config_error(&format!("kubeconfig {}", path.display()), e))?;
-        Self::from_loaded(config, context, namespace)
-    }
-
-    fn from_loaded(
-        mut config: kube::Config,
-        context: Option<&str>,
-        namespace: Option<&str>,
-    ) -> Result<Self> {
-        if let Some(ns) = namespace {
-            config.default_namespace = ns.to_owned();
-        }
-        let backend = Self::from_config(config)?;
-        Ok(match context {
-            Some(ctx) => backend.with_cluster(Some(ctx.to_owned())),
-            None => backend,
+            namespace: namespace.map(str::to_owned),
+            kubeconfig: Some(path.as_ref().to_path_buf()),
+            ..K8sConfig::default()
         })
+        .await
     }
 
     /// A backend for code running in a pod: the service account's token and namespace.

@@ -15,8 +15,9 @@ use super::{Layer, Operation};
 
 /// Runs every call inside an `info` span named `bpg.backend` with fields `backend`, `op` and `job`
 /// (the job id, or for `submit` the job name and, once accepted, the id), and records its outcome:
-/// a `debug` event with the duration on success, a `warn` event with the error and whether it is
-/// temporary on failure. Errors never carry credentials, so logging them is safe.
+/// a `debug` event with the duration on success, an `info` event with the error and whether it is
+/// temporary on failure (not `warn`: the error goes back to the caller, which reports it; a
+/// not-found status check is no warning). Errors never carry credentials, so logging them is safe.
 ///
 /// ```
 /// use bpg_backends::layers::TracingLayer;
@@ -68,7 +69,7 @@ impl TracingBackend {
             match &result {
                 Ok(_) => tracing::debug!(elapsed_ms, "ok"),
                 Err(e) => {
-                    tracing::warn!(elapsed_ms, error = %e, temporary = e.is_temporary(), "failed")
+                    tracing::info!(elapsed_ms, error = %e, temporary = e.is_temporary(), "failed")
                 }
             }
             result

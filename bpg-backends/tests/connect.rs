@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use bpg_backends::connect::{Connection, ConnectionRegistry};
+use bpg_core::Connections;
 use bpg_core::{AppType, Backend, BackendExt, JobState, SparkJob, SubmitOptions, WaitOptions};
-use bpg_pipeline::{Connection, ConnectionRegistry};
 
 /// A temporary directory holding `files` (name, contents).
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -27,7 +28,7 @@ fn registry_from(dir: &Path, connections: &str) -> ConnectionRegistry {
 }
 
 async fn error_of(registry: &ConnectionRegistry, name: &str) -> String {
-    match registry.get(name).await {
+    match registry.backend(name).await {
         Ok(backend) => panic!("connection {name} built {backend:?}, expected an error"),
         Err(e) => e.to_string(),
     }
@@ -90,9 +91,13 @@ tasks:
                 gateway.uri().trim_start_matches("http://")
             ),
         );
-        let backend = registry.get("bpg_connection").await.unwrap();
+        let backend = registry.backend("bpg_connection").await.unwrap();
         assert_eq!(backend.name(), "bpg_connection");
-        assert!(format!("{backend:?}").starts_with("GatewayBackend"));
+        // Wrapped in the connection's layers, around the gateway backend.
+        assert!(
+            format!("{backend:?}").contains("GatewayBackend"),
+            "{backend:?}"
+        );
         let caps = backend.capabilities();
         assert!(caps.cancel && caps.logs && caps.follow_logs && caps.find && !caps.watch);
 
@@ -138,7 +143,7 @@ tasks:
                     .replace("http://", "bpg+http://alice:pa55word@"),
             )])
             .unwrap();
-        let backend = registry.get("gw").await.unwrap();
+        let backend = registry.backend("gw").await.unwrap();
         assert!(!format!("{backend:?} {registry:?}").contains("pa55word"));
         let job = SparkJob::new("pi", AppType::Python, "3.5", "local:///pi.py")
             .with_label("sim/duration", "100ms");
@@ -181,7 +186,7 @@ tasks:
             dir.path(),
             &format!(
                 r#"connections:
-  with_query: {{ url: "bpg+https://gw.internal/skatev2?timeout=3" }}
+  with_query: {{ url: "bpg+https://gw.internal/skatev2?poll=3" }}
   no_host: {{ url: "bpg+https:///skatev2" }}
   missing_password: {{ url: "bpg+https://gw.internal/skatev2", user: admin, password_env: {variable} }}
   missing_token_file: {{ url: "bpg+https://gw.internal/skatev2", token_file: nowhere.token }}
@@ -239,7 +244,7 @@ tasks:
     }
 }
 
-#[cfg(feature = "k8s")]
+#[cfg(feature = "k8s-mock")]
 mod kubernetes {
     use super::*;
     use bpg_backends::k8s::mock::MockApiServer;
@@ -261,7 +266,7 @@ mod kubernetes {
                 kubeconfig.display()
             ),
         );
-        let backend = registry.get("analytics_k8s").await.unwrap();
+        let backend = registry.backend("analytics_k8s").await.unwrap();
         assert_eq!(backend.name(), "analytics_k8s");
         assert_eq!(backend.capabilities(), Capabilities::all());
         let debug = format!("{backend:?}");
@@ -298,7 +303,7 @@ mod kubernetes {
         }
 
         // `k8s:///ns`: the kubeconfig's current context, another namespace.
-        let other = registry.get("current_ctx").await.unwrap();
+        let other = registry.backend("current_ctx").await.unwrap();
         assert_contains(&format!("{other:?}"), &["team-a"]);
     }
 
@@ -317,7 +322,7 @@ mod kubernetes {
             ),
         );
         for name in ["encoded", "option"] {
-            let backend = registry.get(name).await.unwrap();
+            let backend = registry.backend(name).await.unwrap();
             let job = SparkJob::new("etl", AppType::Python, "3.5", "local:///app/etl.py");
             let submission = backend.submit(&job, &SubmitOptions::new()).await.unwrap();
             assert_eq!(submission.cluster.as_deref(), Some(EKS), "{name}");
@@ -386,7 +391,7 @@ mod kubernetes {
     async fn in_cluster_outside_a_pod_is_a_clear_error() {
         let mut registry = ConnectionRegistry::new();
         registry.insert(Connection::from_url("pod", "k8s://in-cluster/spark-jobs").unwrap());
-        let built = registry.get("pod").await;
+        let built = registry.backend("pod").await;
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
             // Running inside a pod: the service account is there to use.
             let backend = built.unwrap();
@@ -404,7 +409,7 @@ mod kubernetes {
 #[cfg(feature = "emr")]
 mod emr {
     use super::*;
-    use bpg_pipeline::SecretRef;
+    use bpg_backends::connect::SecretRef;
     use secrecy::SecretString;
 
     const URL: &str =
@@ -423,7 +428,7 @@ mod emr {
     async fn an_emr_connection_builds_without_touching_the_network() {
         let mut registry = ConnectionRegistry::new();
         registry.insert(with_credentials("emr_direct", URL));
-        let backend = registry.get("emr_direct").await.unwrap();
+        let backend = registry.backend("emr_direct").await.unwrap();
         assert_eq!(backend.name(), "emr_direct");
         let caps = backend.capabilities();
         assert!(caps.cancel && caps.idempotent_submit && caps.find);
@@ -441,7 +446,7 @@ mod emr {
 
         // A `name=` in the URL is kept.
         registry.insert(with_credentials("named", &format!("{URL}&name=phi-emr")));
-        assert_eq!(registry.get("named").await.unwrap().name(), "phi-emr");
+        assert_eq!(registry.backend("named").await.unwrap().name(), "phi-emr");
     }
 
     #[tokio::test]
@@ -506,7 +511,7 @@ mod local {
                     .to_owned(),
             )])
             .unwrap();
-        let backend = registry.get("laptop").await.unwrap();
+        let backend = registry.backend("laptop").await.unwrap();
         assert_eq!(backend.name(), "laptop");
         assert!(!backend.capabilities().idempotent_submit);
         assert_contains(
@@ -576,9 +581,12 @@ default: {clusters: [spot-1]}
   platform:  { url: "routed://", rules: rules.yaml, user: airflow, options: { seed: "7" } }
 "#,
         );
-        let platform = registry.get("platform").await.unwrap();
+        let platform = registry.backend("platform").await.unwrap();
         assert_eq!(platform.name(), "platform");
-        assert!(format!("{platform:?}").starts_with("RoutedBackend"));
+        assert!(
+            format!("{platform:?}").contains("RoutedBackend"),
+            "{platform:?}"
+        );
 
         for (labels, cluster, connection) in [
             (
@@ -600,7 +608,7 @@ default: {clusters: [spot-1]}
             assert_eq!(submission.cluster.as_deref(), Some(cluster));
             // The cluster's connection is the registry's shared backend: it knows the job.
             let (_, inner) = split_job_id(&submission.id).unwrap();
-            let shared = registry.get(connection).await.unwrap();
+            let shared = registry.backend(connection).await.unwrap();
             let inner_status = shared.status(&bpg_core::JobId::new(inner)).await.unwrap();
             assert_eq!(inner_status.state, JobState::Succeeded);
         }
@@ -701,9 +709,24 @@ async fn an_unregistered_scheme_names_what_provides_it() {
             registry.insert(Connection::from_url("off", &format!("{scheme}://x")).unwrap());
             assert_contains(
                 &error_of(&registry, "off").await,
-                &[&format!("`{feature}` cargo feature of bpg-pipeline")],
+                &[&format!("`{feature}` cargo feature of bpg-backends")],
             );
         }
     }
     assert!(registry.has_scheme("routed") && registry.has_scheme("sim"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_runs_on_connections_from_a_file() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpg-pipeline/tests/data");
+    let dag = bpg_pipeline::load_dag_file(data.join("seed_pipeline.yaml")).unwrap();
+    let mut connections = ConnectionRegistry::new();
+    connections
+        .load_file(data.join("connections.yaml"))
+        .unwrap();
+    let report = bpg_pipeline::Runner::new(dag, connections)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
 }

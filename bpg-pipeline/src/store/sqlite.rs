@@ -10,11 +10,11 @@ use bpg_core::{Error, IdempotencyKey, Result};
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::events::{RunState, TaskState};
-use crate::store::{
+use super::sql;
+use super::{
     RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord, TaskStateChange,
 };
-use crate::store_sql as sql;
+use crate::events::{RunState, TaskState};
 
 /// A [`RunStore`] in one SQLite file, for runs that survive the process.
 ///

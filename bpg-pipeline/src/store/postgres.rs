@@ -10,11 +10,11 @@ use chrono::Utc;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Transaction};
 
-use crate::events::{RunState, TaskState};
-use crate::store::{
+use super::sql;
+use super::{
     RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord, TaskStateChange,
 };
-use crate::store_sql as sql;
+use crate::events::{RunState, TaskState};
 
 /// Runs `$body` in one transaction on the store's connection; `$tx` and `$name` (the store, for
 /// errors) are in scope. The transaction commits if the body returns `Ok`, else rolls back.
