@@ -23,6 +23,7 @@ macro_rules! out {
 mod connections;
 mod failure;
 mod graph;
+mod import;
 mod jobs;
 mod progress;
 mod route;
@@ -79,6 +80,19 @@ enum Command {
     /// Check application, pipeline, connections and routing rules files (the kind is detected).
     Validate {
         /// Files to check; every problem is reported as FILE:LINE:COL: message.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Convert ScheduledSparkApplications and Airflow DAG files (.py, read, never run) into
+    /// pipelines, plus a connections skeleton; report what could not be converted.
+    Import {
+        /// Output folder (default: the current folder).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Anything that cannot be converted is an error and its file is not written.
+        #[arg(long)]
+        strict: bool,
+        /// ScheduledSparkApplication (.yaml) and Airflow DAG (.py) files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -226,6 +240,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Validate { files } => Ok(validate::validate(&files, quiet)),
+        Command::Import { out, strict, files } => Ok(import::import(&import::ImportArgs {
+            out: &out,
+            strict,
+            files: &files,
+        })),
         Command::Route {
             rules,
             file,

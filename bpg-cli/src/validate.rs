@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bpg_backends::connect::ConnectionRegistry;
-use bpg_core::formats::parse_application;
+use bpg_core::formats::{parse_application, parse_scheduled_application};
 use bpg_core::{Diagnostic, Diagnostics};
 use bpg_pipeline::{ApplicationSource, Dag, TaskKind, load_dag_file};
 use bpg_router::RoutingRules;
@@ -20,6 +20,11 @@ pub enum FileKind {
     Connections,
     /// Routing rules (`clusters:`, `rules:`, `constraints:`).
     Rules,
+    /// A spark-operator `ScheduledSparkApplication`: `bpg import` turns it into a pipeline.
+    ScheduledApplication,
+    /// Batch Processing Gateway's own configuration (`sparkClusters:`), or Helm values holding
+    /// it under `plainConfig:`.
+    GatewayConfig,
 }
 
 impl FileKind {
@@ -29,6 +34,8 @@ impl FileKind {
             FileKind::Pipeline => "pipeline",
             FileKind::Connections => "connections",
             FileKind::Rules => "routing rules",
+            FileKind::ScheduledApplication => "scheduled application",
+            FileKind::GatewayConfig => "BPG gateway configuration",
         }
     }
 }
@@ -39,7 +46,12 @@ impl FileKind {
 pub fn detect(text: &str) -> FileKind {
     let keys = top_level_keys(text);
     let has = |k: &str| keys.iter().any(|key| key == k);
-    if has("apiVersion") || has("kind") || has("sparkVersion") || has("mainApplicationFile") {
+    if has("kind") && top_level_value(text, "kind") == Some("ScheduledSparkApplication") {
+        FileKind::ScheduledApplication
+    } else if has("plainConfig") || has("sparkClusters") {
+        FileKind::GatewayConfig
+    } else if has("apiVersion") || has("kind") || has("sparkVersion") || has("mainApplicationFile")
+    {
         FileKind::Application
     } else if has("dag_id") || has("tasks") {
         FileKind::Pipeline
@@ -50,6 +62,14 @@ pub fn detect(text: &str) -> FileKind {
     } else {
         FileKind::Application
     }
+}
+
+/// The plain scalar value of a top-level `key: value` line.
+fn top_level_value<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim_matches(['"', '\'']) == key).then(|| v.trim().trim_matches(['"', '\'']))
+    })
 }
 
 fn top_level_keys(text: &str) -> Vec<String> {
@@ -140,12 +160,42 @@ fn check_file(file: &Path) -> Checked {
             return checked;
         }
     };
+    if file.extension().is_some_and(|e| e == "py") {
+        let d = Diagnostic::error(
+            "",
+            "an Airflow DAG file (Python) is not checked as it is: `bpg import FILE` converts it into pipelines",
+        )
+        .with_file(file);
+        checked.diagnostics.push(d);
+        return checked;
+    }
     checked.kind = detect(&text);
     match checked.kind {
         FileKind::Application => match parse_application(&text, Some(file)) {
             Ok(parsed) => {
                 checked.diagnostics = parsed.warnings;
-                checked.summary = format!(", {}", parsed.job.name);
+                if !parsed.job.name.is_empty() {
+                    checked.summary = format!(", {}", parsed.job.name);
+                }
+            }
+            Err(d) => checked.diagnostics = d,
+        },
+        FileKind::ScheduledApplication => match parse_scheduled_application(&text, Some(file)) {
+            Ok(s) => {
+                checked.diagnostics = s.warnings;
+                checked.summary = format!(
+                    ", {} on schedule {:?}; `bpg import {}` turns it into a pipeline",
+                    s.name,
+                    s.schedule,
+                    file.display()
+                );
+            }
+            Err(d) => checked.diagnostics = d,
+        },
+        FileKind::GatewayConfig => match gateway_routing(&text, file) {
+            Ok(rules) => {
+                let ids: Vec<&str> = rules.cluster_ids().collect();
+                checked.summary = format!(", clusters {}", ids.join(", "));
             }
             Err(d) => checked.diagnostics = d,
         },
@@ -176,6 +226,29 @@ fn check_file(file: &Path) -> Checked {
         },
     }
     checked
+}
+
+/// The routing part of a BPG configuration, read directly or from Helm values' `plainConfig:`.
+fn gateway_routing(text: &str, file: &Path) -> Result<RoutingRules, Diagnostics> {
+    let values: serde_json::Value = match serde_saphyr::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(Diagnostic::error("", format!("invalid YAML: {e}"))
+                .with_file(file)
+                .into());
+        }
+    };
+    let config = match values.get("plainConfig") {
+        // Helm values: the configuration is one key of them.
+        Some(plain) => serde_saphyr::to_string(plain).map_err(|e| {
+            Diagnostics::from(
+                Diagnostic::error("plainConfig", format!("cannot read: {e}")).with_file(file),
+            )
+        })?,
+        None => text.to_owned(),
+    };
+    let rules = bpg_router::RulesConfig::from_bpg_config(&config, Some(file), None)?;
+    RoutingRules::new(rules).map_err(|d| d.with_file(file))
 }
 
 /// Checks the applications a valid pipeline's Spark tasks name. They are templates rendered at run

@@ -361,7 +361,7 @@ const INVALID: &[(&str, &[Expected])] = &[
             2,
             7,
             "kind",
-            "expected \"SparkApplication\", found \"ScheduledSparkApplication\"",
+            "a ScheduledSparkApplication runs its template on a schedule, and bpg keeps schedules in pipelines: `bpg import FILE` turns it into a pipeline with that schedule",
         )],
     ),
     (
@@ -679,13 +679,130 @@ fn unusual_but_valid_syntax_reads() {
 }
 
 #[test]
-fn several_yaml_documents_in_one_file_are_refused() {
+fn two_applications_in_one_file_are_an_error_naming_both() {
     let text = "sparkVersion: \"3.5\"\nmainApplicationFile: a.py\n---\nsparkVersion: \"3.4\"\n";
     let errors = parse_application(text, None).unwrap_err();
-    assert!(errors.has_errors(), "{errors}");
+    assert_eq!(errors.len(), 1, "{errors}");
     assert_eq!(errors.0[0].line, Some(4), "{errors}");
-    assert!(
-        errors.to_string().contains("expected one document"),
-        "{errors}"
+    assert_eq!(
+        errors.0[0].message,
+        "2 Spark applications in one file: a BPG request (line 1) and a BPG request (line 4); put each in its own file"
     );
+}
+
+#[test]
+fn other_documents_beside_the_application_are_named_in_a_warning() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n---\n\
+                apiVersion: sparkoperator.k8s.io/v1beta2\nkind: SparkApplication\n\
+                metadata: {name: pi}\nspec:\n  sparkVersion: \"3.5\"\n  \
+                mainApplicationFile: local:///pi.py\n  driver: {}\n  executor: {}\n";
+    let parsed = parse_application(text, None).unwrap();
+    assert_eq!(parsed.job.name, "pi");
+    let warning = parsed
+        .warnings
+        .0
+        .iter()
+        .find(|d| d.field.is_empty())
+        .unwrap();
+    assert_eq!(warning.line, Some(5));
+    assert_eq!(
+        warning.message,
+        "1 other document(s) ignored: a ConfigMap `settings` (line 1); only the Spark application is read"
+    );
+}
+
+#[test]
+fn airflow_template_spec_carries_the_kubernetes_settings_into_both_pods() {
+    let text = r#"
+spark:
+  apiVersion: sparkoperator.k8s.io/v1beta2
+  version: v1beta2
+  kind: SparkApplication
+  metadata: {name: etl}
+  spec:
+    type: Python
+    sparkVersion: 3.5.1
+    mainApplicationFile: local:///opt/etl.py
+    labels: {team: data}
+    driver:
+      container_resources:
+        cpu: {request: 2, limit: 2500m}
+        memory: {limit: 1400m}
+    executor:
+      instances: 2
+kubernetes:
+  env_vars: [{name: MODE, value: batch}, {name: TOKEN, valueFrom: {secretKeyRef: {name: api, key: token}}}]
+  from_env_secret: [db-credentials]
+  from_env_config_map: [settings]
+  node_selector: {pool: spark}
+  affinity: {nodeAffinity: {}, podAffinity: {}, podAntiAffinity: {}}
+  tolerations: [{key: spot, operator: Exists, effect: NoSchedule}]
+  config_map_mounts: {hive-site: /etc/hive}
+  volumes: [{name: scratch, emptyDir: {}}]
+  volume_mounts: [{name: scratch, mountPath: /scratch}]
+  image_pull_secrets: "regcred, mirror"
+  conn_id: kubernetes_default
+"#;
+    let parsed = parse_application(text, None).unwrap_or_else(|d| panic!("{d}"));
+    assert!(parsed.warnings.is_empty(), "{}", parsed.warnings);
+    let job = parsed.job;
+    assert_eq!(job.driver.cores, Some(2));
+    assert_eq!(job.driver.core_limit.as_deref(), Some("2500m"));
+    // Airflow takes spark-operator's 40% overhead off the limit: 1400m / 1.4.
+    assert_eq!(job.driver.memory.unwrap().to_spark_string(), "1000m");
+    for pod in [&job.driver, &job.executor] {
+        assert_eq!(pod.labels["team"], "data");
+        assert_eq!(pod.env.len(), 2);
+        assert_eq!(pod.node_selector["pool"], "spark");
+        assert_eq!(
+            pod.extra["envFrom"],
+            serde_json::json!([{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": "db-credentials"}}])
+        );
+        assert_eq!(pod.extra["tolerations"][0]["key"], "spot");
+        assert!(
+            !pod.extra.contains_key("affinity"),
+            "empty affinity is left out"
+        );
+        assert_eq!(pod.volume_mounts.len(), 2);
+    }
+    assert_eq!(job.volumes.len(), 2);
+    assert_eq!(
+        job.extra["imagePullSecrets"],
+        serde_json::json!(["regcred", "mirror"])
+    );
+    // Rendered by the backends that can: the manifest keeps everything, spark-submit what Spark
+    // has properties for.
+    let manifest = to_manifest(&job, "etl-1", "spark");
+    assert_eq!(
+        manifest["spec"]["driver"]["tolerations"][0]["effect"],
+        "NoSchedule"
+    );
+    assert_eq!(
+        manifest["spec"]["executor"]["envFrom"][1]["secretRef"]["name"],
+        "db-credentials"
+    );
+    assert_eq!(manifest["spec"]["imagePullSecrets"][1], "mirror");
+    let args = to_spark_submit_args(&job, "k8s://https://kube:6443")
+        .unwrap()
+        .join(" ");
+    assert!(
+        args.contains("spark.kubernetes.driver.secretKeyRef.TOKEN=api:token"),
+        "{args}"
+    );
+    assert!(
+        args.contains("spark.kubernetes.executor.node.selector.pool=spark"),
+        "{args}"
+    );
+    assert!(args.contains("spark.executorEnv.MODE=batch"), "{args}");
+}
+
+#[test]
+fn other_kinds_are_named_with_what_to_do() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op}\n";
+    let errors = parse_application(text, None).unwrap_err();
+    assert_eq!(
+        errors.0[0].message,
+        "a Kubernetes `Deployment` (apps/v1), not a Spark application; bpg reads SparkApplication manifests (sparkoperator.k8s.io/v1beta2) and BPG requests"
+    );
+    assert_eq!((errors.0[0].line, errors.0[0].column), (Some(2), Some(7)));
 }

@@ -1,5 +1,7 @@
 //! Templating of application files, arguments and commands with minijinja: `ds`, `ts`, `run_id`,
-//! `dag_id`, `task_id`, `try_number`, `params` and `xcom(task, key)`.
+//! `dag_id`, `task_id`, `try_number`, `params` and `xcom(task, key)`, plus Airflow's
+//! `task_instance`/`ti` (`task_id`, `dag_id`, `run_id`, `try_number`) so templates written for
+//! Airflow (`spark-pi-{{ ds }}-{{ task_instance.try_number }}`) render the same.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -66,7 +68,15 @@ impl Templates {
 
     fn context(&self, task_id: &str, try_number: u32) -> Value {
         let run = &self.run;
+        let task_instance = minijinja::context! {
+            task_id => task_id,
+            dag_id => run.dag_id.as_ref(),
+            run_id => run.run_id.as_ref(),
+            try_number => try_number,
+        };
         minijinja::context! {
+            task_instance => task_instance.clone(),
+            ti => task_instance,
             ds => run.logical_date.format("%Y-%m-%d").to_string(),
             ds_nodash => run.logical_date.format("%Y%m%d").to_string(),
             ts => run.logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -93,7 +103,12 @@ impl Templates {
             .render_str(text, self.context(task_id, try_number))
             .map(Cow::Owned)
             .map_err(|e| {
-                let mut message = format!("template {text:?}: {e}");
+                // A whole application file is too long to quote; its line is in `e`.
+                let mut message = if text.len() > 120 || text.contains('\n') {
+                    format!("template: {e}")
+                } else {
+                    format!("template {text:?}: {e}")
+                };
                 let mut source = std::error::Error::source(&e);
                 while let Some(cause) = source {
                     message.push_str(&format!(": {cause}"));
@@ -162,14 +177,14 @@ mod tests {
         assert!(!xcoms.push("not_in_dag", "k", 1.into()));
         let out = t
             .render(
-                "{{ dag_id }} {{ run_id }} {{ task_id }} {{ ds }} {{ ts }} {{ params.region }} {{ xcom('pi', 'submission_id') }}",
+                "{{ dag_id }} {{ run_id }} {{ task_id }} {{ ds }} {{ ts }} {{ params.region }} {{ xcom('pi', 'submission_id') }} {{ task_instance.try_number }}{{ ti.task_id }}",
                 "stats",
                 1,
             )
             .unwrap();
         assert_eq!(
             out,
-            "daily manual__2025-05-01T00:00:00Z stats 2025-05-01 2025-05-01T00:00:00Z us-west-2 sim-42"
+            "daily manual__2025-05-01T00:00:00Z stats 2025-05-01 2025-05-01T00:00:00Z us-west-2 sim-42 1stats"
         );
     }
 

@@ -4,8 +4,9 @@ use serde_json::{Map, Value, json};
 
 use crate::job::{AppType, DynamicAllocation, PodSpec, SparkJob};
 
+use super::documents::other_kind_message;
 use super::pod::{self, Flavor, Role, insert_opt, warn_unknown};
-use super::tree::{Node, Report, suggestion};
+use super::tree::{Node, NodeValue, Report, Scalar, suggestion};
 
 /// The only manifest API version read and written.
 pub const SPARK_OPERATOR_API_VERSION: &str = "sparkoperator.k8s.io/v1beta2";
@@ -71,7 +72,28 @@ pub(crate) fn job_from_manifest(root: &Node, report: &mut Report<'_>) -> Option<
         return None;
     };
     let errors_before = report.diagnostics.errors().count();
-    match top.take("apiVersion") {
+    let api_version = top.take("apiVersion");
+    // The kind first: another kind has another schema, and its name says what the file is.
+    match top.take("kind") {
+        Some(n) => {
+            if let Some(v) = report.string("kind", n)
+                && v != "SparkApplication"
+            {
+                let version = api_version.and_then(|a| match &a.value {
+                    NodeValue::Scalar(Scalar::Str(s), _) => Some(s.as_str()),
+                    _ => None,
+                });
+                report.error("kind", n.pos, other_kind_message(&v, version));
+                return None;
+            }
+        }
+        None => report.error(
+            "kind",
+            root.pos,
+            "missing required field `kind` (\"SparkApplication\")",
+        ),
+    }
+    match api_version {
         Some(n) => {
             if let Some(v) = report.string("apiVersion", n)
                 && v != SPARK_OPERATOR_API_VERSION
@@ -87,29 +109,6 @@ pub(crate) fn job_from_manifest(root: &Node, report: &mut Report<'_>) -> Option<
             "apiVersion",
             root.pos,
             format!("missing required field `apiVersion` ({SPARK_OPERATOR_API_VERSION:?})"),
-        ),
-    }
-    match top.take("kind") {
-        Some(n) => {
-            if let Some(v) = report.string("kind", n)
-                && v != "SparkApplication"
-            {
-                let hint = if v == "ScheduledSparkApplication" {
-                    "; scheduling belongs to the pipeline, so only SparkApplication is read"
-                } else {
-                    ""
-                };
-                report.error(
-                    "kind",
-                    n.pos,
-                    format!("expected \"SparkApplication\", found {v:?}{hint}"),
-                );
-            }
-        }
-        None => report.error(
-            "kind",
-            root.pos,
-            "missing required field `kind` (\"SparkApplication\")",
         ),
     }
 

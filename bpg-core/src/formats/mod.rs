@@ -42,6 +42,7 @@
 //! ```
 
 pub mod bpg;
+mod documents;
 mod emr;
 mod manifest;
 mod pod;
@@ -51,6 +52,7 @@ mod tree;
 
 use std::path::Path;
 
+pub use documents::{ScheduledApplication, parse_scheduled_application};
 pub use emr::{EmrConfiguration, EmrStartJobRun, to_emr_start_job_run};
 pub use manifest::{SPARK_OPERATOR_API_VERSION, to_manifest};
 pub use request::{to_bpg_json, to_bpg_request};
@@ -58,7 +60,7 @@ pub use submit::to_spark_submit_args;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::job::SparkJob;
-use tree::{NodeValue, Report};
+use tree::Report;
 
 /// The syntax of an input document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,39 +131,39 @@ pub fn parse_manifest(
 }
 
 /// Reads either format, JSON or YAML: a document with `apiVersion` or `kind` is a manifest,
-/// anything else a BPG request. The syntax comes from `file`'s extension (`.json`, `.yaml`,
-/// `.yml`), else from the content.
+/// one with a top-level `spark:` Airflow's `template_spec` format (the SparkApplication plus the
+/// `kubernetes:` pod settings, carried into the job), anything else a BPG request. The syntax
+/// comes from `file`'s extension (`.json`, `.yaml`, `.yml`), else from the content.
+///
+/// A YAML file of several documents (`---`) is read for its one Spark application; the other
+/// documents (ConfigMaps, Secrets, ...) are named in a warning with their lines. Two applications
+/// in one file are an error naming both. A manifest of another kind (a `Deployment`, a
+/// `ScheduledSparkApplication`, ...) is an error that names the kind and what to do instead.
 pub fn parse_application(text: &str, file: Option<&Path>) -> Result<Parsed, Diagnostics> {
     let mut report = Report::new(file);
     let parsed = match file.and_then(InputKind::from_path) {
-        Some(kind) => tree::parse_document(text, kind),
+        Some(kind) => tree::parse_documents(text, kind),
         // Guessed from content: `{` may also open a YAML flow mapping, so fall back to YAML
         // before reporting the JSON error.
         None => match InputKind::detect(text) {
-            InputKind::Json => tree::parse_document(text, InputKind::Json).or_else(|json_error| {
-                tree::parse_document(text, InputKind::Yaml).map_err(|_| json_error)
-            }),
-            InputKind::Yaml => tree::parse_document(text, InputKind::Yaml),
+            InputKind::Json => tree::parse_document(text, InputKind::Json)
+                .map(|n| vec![n])
+                .or_else(|json_error| {
+                    tree::parse_documents(text, InputKind::Yaml).map_err(|_| json_error)
+                }),
+            InputKind::Yaml => tree::parse_documents(text, InputKind::Yaml),
         },
     };
-    let root = match parsed {
-        Ok(root) => root,
+    let docs = match parsed {
+        Ok(docs) => docs,
         Err(d) => {
             report.push(d);
             return Err(report.diagnostics);
         }
     };
-    let is_manifest = match &root.value {
-        NodeValue::Map(entries) => entries
-            .iter()
-            .any(|(k, _)| k.name == "apiVersion" || k.name == "kind"),
-        _ => false,
-    };
-    if is_manifest {
-        finish(manifest::job_from_manifest(&root, &mut report), report)
-    } else {
-        finish(request::job_from_request(&root, &mut report), report)
-    }
+    let job = documents::select(&docs, &mut report)
+        .and_then(|root| documents::read_application(root, &mut report));
+    finish(job, report)
 }
 
 /// Reads an application file of either format (see [`parse_application`]).

@@ -192,7 +192,7 @@ pub(crate) fn read_pod(
     pod
 }
 
-fn read_env(report: &mut Report<'_>, path: &str, node: &Node) -> Vec<EnvVar> {
+pub(crate) fn read_env(report: &mut Report<'_>, path: &str, node: &Node) -> Vec<EnvVar> {
     let NodeValue::Seq(items) = &node.value else {
         report.expected(path, node, "a list of {name, value} entries");
         return Vec::new();

@@ -115,7 +115,6 @@ fn pod_conf(conf: &mut BTreeMap<String, String>, role: &str, pod: &PodSpec) {
         conf.insert(format!("{k8s}.node.selector.{k}"), v.clone());
     }
     for e in &pod.env {
-        // `valueFrom` sources have no Spark property form.
         if let Some(v) = &e.value {
             let key = if role == "driver" {
                 format!("spark.kubernetes.driverEnv.{}", e.name)
@@ -123,6 +122,17 @@ fn pod_conf(conf: &mut BTreeMap<String, String>, role: &str, pod: &PodSpec) {
                 format!("spark.executorEnv.{}", e.name)
             };
             conf.insert(key, v.clone());
+        } else if let Some(secret) = e.value_from.as_ref().and_then(|v| v.get("secretKeyRef"))
+            && let (Some(name), Some(key)) = (
+                secret.get("name").and_then(|v| v.as_str()),
+                secret.get("key").and_then(|v| v.as_str()),
+            )
+        {
+            // Spark's own form of an env var from a secret; other `valueFrom` sources have none.
+            conf.insert(
+                format!("{k8s}.secretKeyRef.{}", e.name),
+                format!("{name}:{key}"),
+            );
         }
     }
 }

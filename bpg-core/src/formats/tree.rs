@@ -217,35 +217,76 @@ pub(crate) fn parse_document(text: &str, kind: InputKind) -> Result<Node, Diagno
     }
     match serde_saphyr::from_str::<Spanned<Raw>>(text) {
         Ok(raw) => Ok(convert(raw, text)),
-        Err(e) => {
-            let plain = e.without_snippet().to_string();
-            let message = bare_message(&plain);
-            // Say what is wrong with the file, not which library option would accept it.
-            let message = if message.contains("multiple YAML documents") {
-                "expected one document, found several (separated by `---`)"
-            } else {
-                message
-                    .split(", set DuplicateKeyPolicy")
-                    .next()
-                    .unwrap_or(message)
-            };
-            let syntax = match kind {
-                InputKind::Json => "JSON",
-                InputKind::Yaml => "YAML",
-            };
-            let mut d = Diagnostic::error("", format!("invalid {syntax}: {message}"));
-            if let Some(location) = e.location() {
-                let pos = pos_of(&location);
-                if pos.line > 0 {
-                    d = d.at(pos.line, pos.column);
-                }
-            }
-            Err(d)
+        Err(e) => Err(syntax_error(&e, kind)),
+    }
+}
+
+/// A YAML syntax error as a located diagnostic that says what is wrong with the file.
+fn syntax_error(e: &serde_saphyr::Error, kind: InputKind) -> Diagnostic {
+    let plain = e.without_snippet().to_string();
+    let message = bare_message(&plain);
+    // Say what is wrong with the file, not which library option would accept it.
+    let message = if message.contains("multiple YAML documents") {
+        "expected one document, found several (separated by `---`)"
+    } else {
+        message
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(message)
+    };
+    let syntax = match kind {
+        InputKind::Json => "JSON",
+        InputKind::Yaml => "YAML",
+    };
+    let mut d = Diagnostic::error("", format!("invalid {syntax}: {message}"));
+    if let Some(location) = e.location() {
+        let pos = pos_of(&location);
+        if pos.line > 0 {
+            d = d.at(pos.line, pos.column);
         }
+    }
+    d
+}
+
+/// Parses every document of a YAML stream (`---`-separated), or the one JSON document.
+/// Empty documents are left out, unless there is nothing else.
+pub(crate) fn parse_documents(text: &str, kind: InputKind) -> Result<Vec<Node>, Diagnostic> {
+    if kind == InputKind::Json {
+        return parse_document(text, kind).map(|n| vec![n]);
+    }
+    match serde_saphyr::from_multiple::<Spanned<Raw>>(text) {
+        Ok(raws) => {
+            let docs: Vec<Node> = raws.into_iter().map(|raw| convert(raw, text)).collect();
+            let first = docs.first().cloned();
+            let docs: Vec<Node> = docs.into_iter().filter(|n| !n.is_null()).collect();
+            // A file of nothing but an empty document is that document, with its place.
+            match first {
+                _ if !docs.is_empty() => Ok(docs),
+                Some(first) => Ok(vec![first]),
+                None => parse_document(text, kind).map(|n| vec![n]),
+            }
+        }
+        Err(e) => Err(syntax_error(&e, kind)),
     }
 }
 
 impl Node {
+    /// A string field of a mapping node, when it is one.
+    pub(crate) fn str_field(&self, name: &str) -> Option<&str> {
+        match &self.field(name)?.value {
+            NodeValue::Scalar(Scalar::Str(s), _) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A field of a mapping node.
+    pub(crate) fn field(&self, name: &str) -> Option<&Node> {
+        match &self.value {
+            NodeValue::Map(entries) => entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// The node as JSON, for settings passed through verbatim.
     pub(crate) fn to_json(&self) -> Value {
         match &self.value {

@@ -1,0 +1,2 @@
+"""Helpers, not a DAG."""
+RETRIES = 3
