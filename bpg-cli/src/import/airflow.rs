@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bpg_core::Diagnostic;
-use bpg_pipeline::{Dag, DefaultArgs, Task, TaskKind, TriggerRule};
+use bpg_pipeline::{Dag, Task, TaskKind, TaskSettings, TriggerRule};
 use chrono::{DateTime, TimeZone, Utc};
 use rustpython_parser::Parse;
 use rustpython_parser::ast::{self, Constant, Expr, Operator, Ranged, Stmt};
@@ -177,7 +177,7 @@ struct DagDraft {
     max_active_runs: Option<usize>,
     max_active_tasks: Option<usize>,
     params: serde_json::Map<String, Value>,
-    default_args: DefaultArgs,
+    default_args: TaskSettings,
     tasks: Vec<TaskDraft>,
     /// (upstream, downstream) task indexes.
     edges: Vec<(usize, usize)>,
@@ -930,7 +930,7 @@ impl<'a> Reader<'a> {
             max_active_runs: None,
             max_active_tasks: None,
             params: serde_json::Map::new(),
-            default_args: DefaultArgs::default(),
+            default_args: TaskSettings::default(),
             tasks: Vec::new(),
             edges: Vec::new(),
             pools: BTreeSet::new(),
@@ -1004,21 +1004,10 @@ impl<'a> Reader<'a> {
     fn default_args(&mut self, draft: &mut DagDraft, entries: &[(Py, Py)], at: TextSize) {
         for (key, value) in entries {
             let key = key.key_text();
-            let d = &mut draft.default_args;
             match key.as_str() {
-                "retries" => d.retries = self.count(value, at, &key).map(|n| n as u32),
-                "retry_delay" => d.retry_delay = self.duration(value, at, &key),
-                "retry_exponential_backoff" => {
-                    d.retry_exponential_backoff = self.boolean(value, at, &key)
+                k if COMMON_TASK_KWARGS.contains(&k) => {
+                    self.task_setting(&mut draft.default_args, k, value, at, &mut draft.pools)
                 }
-                "max_retry_delay" => d.max_retry_delay = self.duration(value, at, &key),
-                "execution_timeout" => d.execution_timeout = self.duration(value, at, &key),
-                "trigger_rule" => d.trigger_rule = self.trigger_rule(value, at),
-                "pool" => {
-                    d.pool = text_of(value, at).ok();
-                    draft.pools.extend(d.pool.clone());
-                }
-                "depends_on_past" => d.depends_on_past = self.boolean(value, at, &key),
                 "start_date" => {
                     if draft.start_date.is_none() {
                         draft.start_date = self.date(value, at, &key);
@@ -1654,33 +1643,49 @@ impl<'a> Reader<'a> {
             let Some((value, at)) = kwargs.remove(*key) else {
                 continue;
             };
-            match *key {
-                "retries" => task.retries = self.count(&value, at, key).map(|n| n as u32),
-                "retry_delay" => task.retry_delay = self.duration(&value, at, key),
-                "retry_exponential_backoff" => {
-                    task.retry_exponential_backoff = self.boolean(&value, at, key)
-                }
-                "max_retry_delay" => task.max_retry_delay = self.duration(&value, at, key),
-                "execution_timeout" => task.execution_timeout = self.duration(&value, at, key),
-                "trigger_rule" => task.trigger_rule = self.trigger_rule(&value, at),
-                "pool" => match text_of(&value, at) {
-                    Ok(pool) => {
-                        self.dags[d].pools.insert(pool.clone());
-                        task.pool = Some(pool);
-                    }
-                    Err(u) => self.warn(
-                        u.at,
-                        format!("`pool` of task `{id}` is not converted: {}", u.message),
-                    ),
-                },
-                "pool_slots" => {
-                    task.pool_slots = self.count(&value, at, key).map_or(1, |n| n as u32)
-                }
-                "depends_on_past" => task.depends_on_past = self.boolean(&value, at, key),
-                _ => {}
+            if *key == "pool"
+                && let Err(u) = text_of(&value, at)
+            {
+                self.warn(
+                    u.at,
+                    format!("`pool` of task `{id}` is not converted: {}", u.message),
+                );
+                continue;
             }
+            let mut pools = std::mem::take(&mut self.dags[d].pools);
+            self.task_setting(&mut task.settings, key, &value, at, &mut pools);
+            self.dags[d].pools = pools;
         }
         task
+    }
+
+    /// Reads one of [`COMMON_TASK_KWARGS`] into `settings`, whether it was given to an operator
+    /// or in `default_args` (the same keys, one reader); a pool named is added to `pools`.
+    fn task_setting(
+        &mut self,
+        settings: &mut TaskSettings,
+        key: &str,
+        value: &Py,
+        at: TextSize,
+        pools: &mut BTreeSet<String>,
+    ) {
+        match key {
+            "retries" => settings.retries = self.count(value, at, key).map(|n| n as u32),
+            "retry_delay" => settings.retry_delay = self.duration(value, at, key),
+            "retry_exponential_backoff" => {
+                settings.retry_exponential_backoff = self.boolean(value, at, key)
+            }
+            "max_retry_delay" => settings.max_retry_delay = self.duration(value, at, key),
+            "execution_timeout" => settings.execution_timeout = self.duration(value, at, key),
+            "trigger_rule" => settings.trigger_rule = self.trigger_rule(value, at),
+            "pool" => {
+                settings.pool = text_of(value, at).ok();
+                pools.extend(settings.pool.clone());
+            }
+            "pool_slots" => settings.pool_slots = self.count(value, at, key).map(|n| n as u32),
+            "depends_on_past" => settings.depends_on_past = self.boolean(value, at, key),
+            _ => {}
+        }
     }
 
     // ---- the end -----------------------------------------------------------------------------
