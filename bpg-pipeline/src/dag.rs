@@ -696,7 +696,7 @@ impl Dag {
     /// request or SparkApplication manifest); templated ones are checked when they run.
     /// [`crate::load_dag_file`] and [`crate::parse_dag`] include these.
     pub fn check_applications(&self) -> Diagnostics {
-        validate::check_applications(self)
+        validate::check_applications(self, None)
     }
 
     /// Errors for Spark tasks naming connections `known` does not know.

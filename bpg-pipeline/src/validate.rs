@@ -350,7 +350,7 @@ pub(crate) fn runnable(dag: &Dag, graph: &crate::scheduler::Graph) -> bool {
 /// Errors in Spark tasks' applications that can be found before running: every application file
 /// and inline application without template syntax is parsed (templated ones are parsed when
 /// their task runs, after rendering).
-pub(crate) fn check_applications(dag: &Dag) -> Diagnostics {
+pub(crate) fn check_applications(dag: &Dag, source_text: Option<&str>) -> Diagnostics {
     use crate::dag::ApplicationSource;
     use crate::template::is_template;
     let mut out = Diagnostics::new();
@@ -378,21 +378,34 @@ pub(crate) fn check_applications(dag: &Dag) -> Diagnostics {
                 if has_template(value) {
                     continue;
                 }
-                let Ok(text) = serde_json::to_string(value) else {
-                    continue;
+                // From the pipeline file's own text where there is one, so every problem points
+                // at its line and column there; a DAG built in code has only the value.
+                let embedded =
+                    source_text.zip(dag.source.positions.get(&format!("tasks[{i}].application")));
+                let parsed = match embedded {
+                    Some((text, &(line, column))) => bpg_core::formats::parse_embedded_application(
+                        text,
+                        dag.source.file.as_deref(),
+                        line,
+                        column,
+                    ),
+                    None => bpg_core::formats::application_from_value(value),
                 };
-                if let Err(errors) = bpg_core::formats::parse_application(&text, None) {
-                    for e in errors.into_iter().filter(Diagnostic::is_error) {
-                        let field = if e.field.is_empty() {
+                if let Err(errors) = parsed {
+                    for mut e in errors.into_iter().filter(Diagnostic::is_error) {
+                        e.field = if e.field.is_empty() {
                             format!("tasks[{i}].application")
                         } else {
                             format!("tasks[{i}].application.{}", e.field)
                         };
-                        // Positions in the re-serialised JSON mean nothing to the user: point
-                        // at the application in the pipeline file instead.
-                        let mut d = located(dag, format!("tasks[{i}].application"), e.message);
-                        d.field = field;
-                        out.push(d);
+                        if e.line.is_none() {
+                            // Placeless (a missing field, or no file): at the application.
+                            let at = located(dag, format!("tasks[{i}].application"), String::new());
+                            e.file = at.file;
+                            e.line = at.line;
+                            e.column = at.column;
+                        }
+                        out.push(e);
                     }
                 }
             }

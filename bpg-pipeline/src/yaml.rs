@@ -506,7 +506,9 @@ pub fn parse_dag(text: &str, file: Option<&Path>) -> Result<Dag, Diagnostics> {
     };
     let mut diagnostics = loader.diagnostics;
     diagnostics.0.extend(dag.validate());
-    diagnostics.0.extend(dag.check_applications());
+    diagnostics
+        .0
+        .extend(crate::validate::check_applications(&dag, Some(text)));
     if diagnostics.has_errors() {
         Err(diagnostics)
     } else {
@@ -756,8 +758,30 @@ tasks:
             lines[0].contains("bad.yaml:3:") && lines[0].contains("driver.memory"),
             "{lines:#?}"
         );
+        // Inline applications are read from the pipeline's own text: the error is at `many`.
         assert!(
-            lines[1].contains("p.yaml:8:18: error: tasks[2].application.executor.instances"),
+            lines[1].contains("p.yaml:8:89: error: tasks[2].application.executor.instances"),
+            "{lines:#?}"
+        );
+        let block = dir.path().join("block.yaml");
+        std::fs::write(
+            &block,
+            "dag_id: apps\ntasks:\n  - id: inline\n    kind: spark\n    connection: sim\n    application:\n      sparkVersion: \"3.5\"\n      driver:\n        memory: lots\n",
+        )
+        .unwrap();
+        let err = load_dag_file(&block).unwrap_err();
+        let lines: Vec<String> = err.errors().map(|d| d.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("block.yaml:9:17: error: tasks[0].application.driver.memory")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(
+                |l| l.contains("block.yaml:7:7: error: tasks[0].application")
+                    && l.contains("mainApplicationFile")
+            ),
             "{lines:#?}"
         );
     }

@@ -166,6 +166,58 @@ pub fn parse_application(text: &str, file: Option<&Path>) -> Result<Parsed, Diag
     finish(job, report)
 }
 
+/// Reads the Spark application embedded in a larger YAML document, the mapping that starts at
+/// `line`:`column` of `text` (a pipeline task's inline `application:`), with the reader of
+/// [`parse_application`]: every diagnostic points into that document, its field relative to the
+/// application.
+///
+/// ```
+/// let pipeline = "tasks:\n  - id: pi\n    application:\n      sparkVersion: \"3.5\"\n      mainApplicationFile: pi.py\n      executor: { instances: many }\n";
+/// let err = bpg_core::formats::parse_embedded_application(pipeline, None, 4, 7).unwrap_err();
+/// let d = err.errors().next().unwrap();
+/// assert_eq!((d.line, d.field.as_str()), (Some(6), "executor.instances"));
+/// ```
+pub fn parse_embedded_application(
+    text: &str,
+    file: Option<&Path>,
+    line: usize,
+    column: usize,
+) -> Result<Parsed, Diagnostics> {
+    let mut report = Report::new(file);
+    let at = tree::Pos { line, column };
+    let docs = match tree::parse_documents(text, InputKind::Yaml) {
+        Ok(docs) => docs,
+        Err(d) => {
+            report.push(d);
+            return Err(report.diagnostics);
+        }
+    };
+    let Some(root) = docs.iter().find_map(|d| d.mapping_at(at)) else {
+        report.error(
+            "",
+            at,
+            "expected a mapping here: a BPG request or a SparkApplication manifest",
+        );
+        return Err(report.diagnostics);
+    };
+    let job = documents::read_application(root, &mut report);
+    finish(job, report)
+}
+
+/// Reads a Spark application from an already parsed value (an inline application whose templates
+/// were rendered), with the reader of [`parse_application`] and no text in between.
+///
+/// ```
+/// let app = serde_json::json!({"sparkVersion": "3.5", "mainApplicationFile": "pi.py", "driver": {"memory": "2g"}});
+/// let parsed = bpg_core::formats::application_from_value(&app).unwrap();
+/// assert_eq!(parsed.job.spark_version, "3.5");
+/// ```
+pub fn application_from_value(value: &serde_json::Value) -> Result<Parsed, Diagnostics> {
+    let mut report = Report::new(None);
+    let job = documents::read_application(&tree::Node::from_json(value), &mut report);
+    finish(job, report)
+}
+
 /// Reads an application file of either format (see [`parse_application`]).
 pub fn load_application_file(path: impl AsRef<Path>) -> Result<Parsed, Diagnostics> {
     let path = path.as_ref();

@@ -197,6 +197,52 @@ fn convert(raw: Spanned<Raw>, src: &str) -> Node {
     Node { value, pos }
 }
 
+impl Node {
+    /// A tree from an already parsed value (no places: `line == 0` everywhere).
+    pub(crate) fn from_json(value: &Value) -> Node {
+        let value = match value {
+            Value::Null => NodeValue::Scalar(Scalar::Null, String::new()),
+            Value::Bool(b) => NodeValue::Scalar(Scalar::Bool(*b), b.to_string()),
+            Value::Number(n) => {
+                let scalar = match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => Scalar::Int(i128::from(i)),
+                    (None, Some(u)) => Scalar::Int(i128::from(u)),
+                    _ => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
+                };
+                NodeValue::Scalar(scalar, n.to_string())
+            }
+            Value::String(s) => NodeValue::Scalar(Scalar::Str(s.clone()), s.clone()),
+            Value::Array(items) => NodeValue::Seq(items.iter().map(Node::from_json).collect()),
+            Value::Object(entries) => NodeValue::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = Key {
+                            name: k.clone(),
+                            pos: Pos::default(),
+                        };
+                        (key, Node::from_json(v))
+                    })
+                    .collect(),
+            ),
+        };
+        Node {
+            value,
+            pos: Pos::default(),
+        }
+    }
+
+    /// The mapping that starts at `at`, this node or one inside it.
+    pub(crate) fn mapping_at(&self, at: Pos) -> Option<&Node> {
+        match &self.value {
+            NodeValue::Map(_) if self.pos == at => Some(self),
+            NodeValue::Map(entries) => entries.iter().find_map(|(_, v)| v.mapping_at(at)),
+            NodeValue::Seq(items) => items.iter().find_map(|v| v.mapping_at(at)),
+            NodeValue::Scalar(..) => None,
+        }
+    }
+}
+
 /// Strips serde-saphyr's " at line L, column C" suffix: the diagnostic carries the place itself.
 fn bare_message(message: &str) -> &str {
     match message.rfind(" at line ") {
