@@ -85,7 +85,9 @@ mod yaml;
 pub use dag_scheduler::{
     DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
 };
-pub use executor::{CancelPolicy, Runner};
+pub use executor::{
+    AttemptEnd, AttemptObserver, AttemptOutcome, CancelPolicy, Runner, SparkAttempt, Submitted,
+};
 #[cfg(feature = "postgres")]
 pub use postgres_store::PostgresRunStore;
 pub use report::{RunReport, TaskReport};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::LOG_DRAIN_GRACE;
 use super::attempt::{Attempt, AttemptResult};
+use super::spark_attempt::LOG_DRAIN_GRACE;
 use crate::dag::{CommandLine, CommandTask};
 use crate::events::EventSink;
 

@@ -85,9 +85,11 @@ mod past;
 mod resume;
 mod run_loop;
 mod spark;
+mod spark_attempt;
 
 use resume::{InFlight, Resume};
 use run_loop::Executor;
+pub use spark_attempt::{AttemptEnd, AttemptObserver, AttemptOutcome, SparkAttempt, Submitted};
 
 /// What happens to running Spark jobs and processes when the run is cancelled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,9 +100,6 @@ pub enum CancelPolicy {
     /// Stop waiting and leave Spark jobs running, to be reattached from a durable run store.
     LeaveRunning,
 }
-
-/// Time given to a followed log stream to deliver its last lines after the job ended.
-const LOG_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs one DAG run.
 ///

@@ -1,19 +1,19 @@
-//! Spark tasks: the job an attempt submits, and the attempt protocol around it.
+//! Spark tasks: the job an attempt submits (rendered, parsed, labelled), run through the
+//! [`SparkAttempt`] protocol with the task's store, events and XCom as its observer.
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bpg_core::{
-    Backend, BackendExt, IdempotencyKey, JobState, JobStatus, LogOptions, Result, SparkJob,
-    Submission, SubmitOptions, WaitOptions,
+    IdempotencyKey, JobState, Result, SparkJob, Submission, SubmitOptions, WaitOptions,
 };
-use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::attempt::{Attempt, AttemptResult};
-use super::{InFlight, LOG_DRAIN_GRACE};
+use super::InFlight;
+use super::attempt::{Attempt, AttemptResult, Stop};
+use super::spark_attempt::{AttemptEnd, AttemptObserver, SparkAttempt, Submitted};
 use crate::dag::{ApplicationSource, SparkTask};
 use crate::events::Event;
 use crate::store::SubmissionRecord;
@@ -91,248 +91,137 @@ impl Attempt {
         };
         let key =
             IdempotencyKey::for_task(&env.run.dag_id, &env.run.run_id, &task_id, self.try_number);
-        let options = SubmitOptions::new().with_idempotency_key(key);
-        let submitted: OnceLock<Submission> = OnceLock::new();
-
-        // Boxed separately, so that each of the attempt's allocations stays small.
-        let work = Box::pin(self.submit_and_wait(spark, &backend, job, &options, &submitted));
-        let ended = tokio::select! {
-            r = work => Ok(r),
-            stop = Box::pin(self.stopped(deadline)) => Err(stop),
-        };
-        match ended {
-            Ok(Ok(status)) => {
-                let id = submitted
-                    .get()
-                    .map(|s| s.id.to_string())
-                    .unwrap_or_default();
-                match status.state {
-                    JobState::Succeeded => AttemptResult::success(),
-                    state => AttemptResult::failed(format!(
-                        "Spark job {id} ended {state} ({}){}",
-                        status.native_state,
-                        status.message.map(|m| format!(": {m}")).unwrap_or_default()
-                    )),
-                }
-            }
-            Ok(Err(e)) => {
-                self.cancel_job(&backend, submitted.get(), &options).await;
-                AttemptResult::failed(e.to_string())
-            }
-            Err(stop) => {
-                self.cancel_job(&backend, submitted.get(), &options).await;
-                Self::stop_result(stop)
-            }
-        }
-    }
-
-    /// Submits, records the submission (before waiting on it), publishes its id, then waits for
-    /// the job to end while following its driver log.
-    async fn submit_and_wait(
-        &self,
-        spark: &SparkTask,
-        backend: &Arc<dyn Backend>,
-        job: &SparkJob,
-        options: &SubmitOptions,
-        submitted: &OnceLock<Submission>,
-    ) -> Result<JobStatus> {
-        let env = &self.env;
-        let task_id = self.task_id();
         let in_flight = env
             .in_flight
             .as_ref()
             .and_then(|f| f[self.index].as_ref())
             .filter(|f| f.try_number == self.try_number);
-        if let Some(InFlight {
-            submission: Some((submission, recorded_backend)),
-            ..
-        }) = in_flight
-        {
-            // Resuming: this try's job was submitted and recorded by an earlier process.
-            let submission = submitted.get_or_init(|| submission.clone());
-            env.events.log(
-                task_id,
-                self.try_number,
-                format!("reattached to Spark job {}", submission.id),
-            );
-            // The earlier process may have stopped before publishing it.
-            env.push_xcom(
-                self.index,
-                task_id,
-                "submission_id",
-                submission.id.as_str().into(),
-            )
-            .await;
-            return self
-                .follow_submission(spark, recorded_backend, submission)
-                .await;
-        }
-        // Resuming a try stopped between submit and record: the key finds what was accepted.
-        let found = match (in_flight, &options.idempotency_key) {
-            (Some(_), Some(key)) if backend.capabilities().find => backend.find(key).await?,
-            _ => None,
+        // Resuming: a recorded submission is waited on through the connection that made it.
+        let (backend, reattach) = match in_flight {
+            Some(InFlight {
+                submission: Some((submission, recorded_backend)),
+                ..
+            }) => (recorded_backend.clone(), Some(submission.clone())),
+            _ => (backend, None),
         };
-        let submission = match found {
-            Some(found) => {
-                env.events.log(
-                    task_id,
-                    self.try_number,
-                    format!("found Spark job {} submitted before the restart", found.id),
-                );
-                found
-            }
-            None => backend.submit(job, options).await?,
-        };
-        let submission = submitted.get_or_init(|| submission);
-        // Recorded before waiting, so a durable store can reattach after a crash.
-        if let Some(store) = &env.store {
-            store
-                .record_submission(
-                    &env.key,
-                    task_id,
-                    &SubmissionRecord {
-                        connection: spark.connection.clone(),
-                        try_number: self.try_number,
-                        submission: submission.clone(),
-                    },
-                )
-                .await?;
-        }
-        let id = submission.id.as_str().to_owned();
-        if env.events.has_subscribers() {
-            env.events.send(Event::TaskSubmitted {
-                task_id: task_id.clone(),
-                try_number: self.try_number,
-                submission_id: id.clone(),
-                connection: spark.connection.clone(),
-            });
-        }
-        env.push_xcom(self.index, task_id, "submission_id", id.into())
-            .await;
-        self.follow_submission(spark, backend, submission).await
-    }
-
-    /// Waits for a submitted job to end, then publishes its final state and application id.
-    async fn follow_submission(
-        &self,
-        spark: &SparkTask,
-        backend: &Arc<dyn Backend>,
-        submission: &Submission,
-    ) -> Result<JobStatus> {
-        let env = &self.env;
-        let task_id = self.task_id();
-        let status = self.wait_with_logs(spark, backend, submission).await?;
-        env.push_xcom(
-            self.index,
-            task_id,
-            "state",
-            status.native_state.clone().into(),
+        let mut attempt = SparkAttempt::new(
+            backend.as_ref(),
+            job,
+            SubmitOptions::new().with_idempotency_key(key),
         )
-        .await;
-        if let Some(app_id) = &status.spark_application_id {
-            env.push_xcom(self.index, task_id, "application_id", app_id.clone().into())
+        .wait_options(WaitOptions::default().poll_interval(env.poll_interval))
+        .follow_logs(spark.follow_logs && env.events.has_subscribers())
+        .cancel_on(env.jobs_cancel.clone());
+        if let Some((at, _)) = deadline {
+            attempt = attempt.deadline(at);
+        }
+        attempt = match reattach {
+            Some(submission) => attempt.reattach(submission),
+            // A try stopped between submit and record: the key finds what was accepted.
+            None if in_flight.is_some() => attempt.find_first(),
+            None => attempt,
+        };
+        let observer = TaskObserver {
+            attempt: self,
+            connection: &spark.connection,
+        };
+        // Boxed separately, so that each of the attempt's allocations stays small.
+        let outcome = Box::pin(attempt.run(&observer)).await;
+        match outcome.end {
+            AttemptEnd::Finished(status) => {
+                env.push_xcom(
+                    self.index,
+                    &task_id,
+                    "state",
+                    status.native_state.clone().into(),
+                )
                 .await;
-        }
-        Ok(status)
-    }
-
-    /// Cancels the attempt's job so it is never orphaned. When the submit itself was interrupted
-    /// the backend may still have accepted it: the idempotency key finds it.
-    async fn cancel_job(
-        &self,
-        backend: &Arc<dyn Backend>,
-        submitted: Option<&Submission>,
-        options: &SubmitOptions,
-    ) {
-        let id = match (submitted, &options.idempotency_key) {
-            (Some(s), _) => Some(s.id.clone()),
-            (None, Some(key)) if backend.capabilities().find => match backend.find(key).await {
-                Ok(found) => found.map(|s| s.id),
-                Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "cannot look up an interrupted submission");
-                    None
+                if let Some(app_id) = &status.spark_application_id {
+                    env.push_xcom(
+                        self.index,
+                        &task_id,
+                        "application_id",
+                        app_id.clone().into(),
+                    )
+                    .await;
                 }
-            },
-            (None, _) => {
-                tracing::warn!(
-                    task = %self.task_id(),
-                    backend = backend.name(),
-                    "the submit did not complete and this backend cannot look submissions up by key: a job it accepted may keep running"
-                );
-                None
-            }
-        };
-        if let Some(id) = id {
-            if let Err(e) = backend.cancel(&id).await {
-                tracing::warn!(job = %id, error = %e, "cancelling the Spark job failed");
-                self.env.events.log(
-                    self.task_id(),
-                    self.try_number,
-                    format!("cancelling Spark job {id} failed: {e}"),
-                );
-            } else {
-                self.env.events.log(
-                    self.task_id(),
-                    self.try_number,
-                    format!("cancelled Spark job {id}"),
-                );
-            }
-        }
-    }
-
-    async fn wait_with_logs(
-        &self,
-        spark: &SparkTask,
-        backend: &Arc<dyn Backend>,
-        submission: &Submission,
-    ) -> Result<JobStatus> {
-        let options = WaitOptions::default().poll_interval(self.env.poll_interval);
-        let wait = backend.wait_for_terminal(&submission.id, &options);
-        let follow = spark.follow_logs
-            && self.env.events.has_subscribers()
-            && backend.capabilities().follow_logs;
-        if !follow {
-            return wait.await;
-        }
-        let mut logs = Box::pin(self.follow_logs(backend, submission));
-        tokio::pin!(wait);
-        let mut logs_done = false;
-        let status = loop {
-            tokio::select! {
-                status = &mut wait => break status,
-                _ = &mut logs, if !logs_done => logs_done = true,
-            }
-        };
-        if !logs_done {
-            let _ = tokio::time::timeout(LOG_DRAIN_GRACE, logs).await;
-        }
-        status
-    }
-
-    async fn follow_logs(&self, backend: &Arc<dyn Backend>, submission: &Submission) {
-        let task_id = self.task_id();
-        match backend.logs(&submission.id, &LogOptions::follow()).await {
-            Ok(mut lines) => {
-                while let Some(line) = lines.next().await {
-                    match line {
-                        Ok(line) => self.env.events.log(task_id, self.try_number, line.text),
-                        Err(e) => {
-                            self.env.events.log(
-                                task_id,
-                                self.try_number,
-                                format!("driver log stream ended: {e}"),
-                            );
-                            break;
-                        }
-                    }
+                match status.state {
+                    JobState::Succeeded => AttemptResult::success(),
+                    state => AttemptResult::failed(format!(
+                        "Spark job {} ended {state} ({}){}",
+                        outcome
+                            .submission
+                            .as_ref()
+                            .map(|s| s.id.as_str())
+                            .unwrap_or_default(),
+                        status.native_state,
+                        status.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    )),
                 }
             }
-            Err(e) => self.env.events.log(
-                task_id,
-                self.try_number,
-                format!("driver logs unavailable: {e}"),
-            ),
+            AttemptEnd::Failed(e) => AttemptResult::failed(e.to_string()),
+            AttemptEnd::TimedOut => Self::stop_result(Stop::Timeout(
+                deadline.map(|(_, limit)| limit).unwrap_or_default(),
+            )),
+            AttemptEnd::Cancelled => Self::stop_result(Stop::Cancelled),
         }
+    }
+}
+
+/// A Spark task's view of its [`SparkAttempt`]: submissions recorded in the store before they
+/// are waited on, published as events and XCom; log lines and notes as the task's log.
+struct TaskObserver<'a> {
+    attempt: &'a Attempt,
+    connection: &'a str,
+}
+
+#[async_trait]
+impl AttemptObserver for TaskObserver<'_> {
+    async fn submitted(&self, submission: &Submission, how: Submitted) -> Result<()> {
+        let attempt = self.attempt;
+        let env = &attempt.env;
+        let task_id = attempt.task_id();
+        let id = submission.id.as_str().to_owned();
+        if how != Submitted::Reattached {
+            // Recorded before waiting, so a durable store can reattach after a crash.
+            if let Some(store) = &env.store {
+                store
+                    .record_submission(
+                        &env.key,
+                        task_id,
+                        &SubmissionRecord {
+                            connection: self.connection.to_owned(),
+                            try_number: attempt.try_number,
+                            submission: submission.clone(),
+                        },
+                    )
+                    .await?;
+            }
+            if env.events.has_subscribers() {
+                env.events.send(Event::TaskSubmitted {
+                    task_id: task_id.clone(),
+                    try_number: attempt.try_number,
+                    submission_id: id.clone(),
+                    connection: self.connection.to_owned(),
+                });
+            }
+        }
+        // A reattached job's earlier process may have stopped before publishing it.
+        env.push_xcom(attempt.index, task_id, "submission_id", id.into())
+            .await;
+        Ok(())
+    }
+
+    fn log_line(&self, line: String) {
+        self.note(line);
+    }
+
+    fn note(&self, message: String) {
+        let attempt = self.attempt;
+        attempt
+            .env
+            .events
+            .log(attempt.task_id(), attempt.try_number, message);
     }
 }
 
