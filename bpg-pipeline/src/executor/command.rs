@@ -1,14 +1,15 @@
 //! Command tasks: a local process in its own process group, its output lines as log events.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use bpg_core::process::ProcessGroup;
+use futures::StreamExt;
+
 use super::attempt::{Attempt, AttemptResult};
 use super::spark_attempt::LOG_DRAIN_GRACE;
 use crate::dag::{CommandLine, CommandTask};
-use crate::events::EventSink;
 
 impl Attempt {
     pub(super) async fn run_command(
@@ -59,9 +60,6 @@ impl Attempt {
             .env("BPG_RUN_ID", env.run.run_id.as_ref())
             .env("BPG_TASK_ID", task_id.as_ref())
             .env("BPG_TRY_NUMBER", self.try_number.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         if let Some(dir) = task
             .cwd
@@ -71,27 +69,24 @@ impl Attempt {
         {
             command.current_dir(dir);
         }
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = match command.spawn() {
-            Ok(child) => child,
+        // Its own process group: `sh -c` children must not outlive the task.
+        let mut process = match ProcessGroup::spawn(&mut command) {
+            Ok(process) => process,
             Err(e) => return AttemptResult::failed(format!("cannot start command: {e}")),
         };
         let pump = {
-            let stdout = child.stdout.take();
-            let stderr = child.stderr.take();
+            let mut output = process.output();
             let events = env.events.clone();
             let task_id = task_id.clone();
             let try_number = self.try_number;
             tokio::spawn(async move {
-                futures::join!(
-                    pump_lines(stdout, &events, &task_id, try_number),
-                    pump_lines(stderr, &events, &task_id, try_number)
-                );
+                while let Some(line) = output.next().await {
+                    events.log(&task_id, try_number, line);
+                }
             })
         };
         let ended = tokio::select! {
-            status = child.wait() => Ok(status),
+            status = process.wait() => Ok(status),
             stop = self.stopped(deadline) => Err(stop),
         };
         let result = match ended {
@@ -99,7 +94,7 @@ impl Attempt {
             Ok(Ok(status)) => AttemptResult::failed(format!("command exited with {status}")),
             Ok(Err(e)) => AttemptResult::failed(format!("waiting for the command failed: {e}")),
             Err(stop) => {
-                kill_process_group(&mut child).await;
+                process.kill().await;
                 Self::stop_result(stop)
             }
         };
@@ -110,31 +105,4 @@ impl Attempt {
         }
         result
     }
-}
-
-async fn pump_lines<R: tokio::io::AsyncRead + Unpin>(
-    reader: Option<R>,
-    events: &EventSink,
-    task_id: &Arc<str>,
-    try_number: u32,
-) {
-    use tokio::io::AsyncBufReadExt;
-    let Some(reader) = reader else { return };
-    let mut lines = tokio::io::BufReader::new(reader).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        events.log(task_id, try_number, line);
-    }
-}
-
-async fn kill_process_group(child: &mut tokio::process::Child) {
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        // The whole group: `sh -c` children must not outlive the task.
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
 }
