@@ -49,6 +49,12 @@ pub async fn submit(
         outln!("{}", submission.id);
         return Ok(ExitCode::SUCCESS);
     }
+    if follow_logs && !backend.capabilities().follow_logs && !quiet {
+        eprintln!(
+            "bpg: connection {:?} cannot follow driver logs; `bpg logs` prints them once the job ended",
+            args.connection
+        );
+    }
     let interrupt = CancellationToken::new();
     let on_interrupt = {
         let interrupt = interrupt.clone();
