@@ -4,9 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bpg_core::formats::load_application_file;
-use bpg_core::{Backend, BackendExt, Connections, JobId, LogOptions, SubmitOptions, WaitOptions};
+use bpg_core::{Backend, Connections, JobId, LogOptions, Submission, SubmitOptions};
+use bpg_pipeline::{AttemptEnd, AttemptObserver, SparkAttempt, Submitted};
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::ConnectionArgs;
 use crate::connections::registry;
@@ -21,6 +24,10 @@ async fn backend(args: &ConnectionArgs) -> Result<Arc<dyn Backend>, Failure> {
 }
 
 /// Submits the application file; prints the submission id (first line of stdout).
+///
+/// With `--wait` or `--follow-logs` the job runs through the pipeline's Spark attempt protocol
+/// ([`SparkAttempt`]), as a DAG's Spark task does: the driver log is followed while waiting, and
+/// Ctrl-C cancels the job instead of leaving it running.
 pub async fn submit(
     args: &ConnectionArgs,
     file: &Path,
@@ -33,37 +40,95 @@ pub async fn submit(
         eprintln!("{}", render(&parsed.warnings));
     }
     let backend = backend(args).await?;
-    let submission = backend
-        .submit(&parsed.job, &SubmitOptions::new())
-        .await
-        .map_err(|e| Failure::from_error(&format!("submitting {}", parsed.job.name), e))?;
-    outln!("{}", submission.id);
-    if follow_logs {
-        print_logs(backend.as_ref(), &submission.id, true).await?;
+    let job = &parsed.job;
+    if !wait && !follow_logs {
+        let submission = backend
+            .submit(job, &SubmitOptions::new())
+            .await
+            .map_err(|e| Failure::from_error(&format!("submitting {}", job.name), e))?;
+        outln!("{}", submission.id);
+        return Ok(ExitCode::SUCCESS);
     }
+    if follow_logs && !backend.capabilities().follow_logs && !quiet {
+        eprintln!(
+            "bpg: connection {:?} cannot follow driver logs; `bpg logs` prints them once the job ended",
+            args.connection
+        );
+    }
+    let interrupt = CancellationToken::new();
+    let on_interrupt = {
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.cancel();
+            }
+        })
+    };
+    let outcome = SparkAttempt::new(backend.as_ref(), job, SubmitOptions::new())
+        .follow_logs(follow_logs)
+        .cancel_on(interrupt)
+        .run(&Terminal { quiet })
+        .await;
+    on_interrupt.abort();
+    let status = match (outcome.end, &outcome.submission) {
+        (AttemptEnd::Finished(status), _) => status,
+        (AttemptEnd::Failed(e), Some(submission)) => {
+            return Err(Failure::from_error(
+                &format!("waiting for {}", submission.id),
+                e,
+            ));
+        }
+        (AttemptEnd::Failed(e), None) => {
+            return Err(Failure::from_error(&format!("submitting {}", job.name), e));
+        }
+        (AttemptEnd::Cancelled | AttemptEnd::TimedOut, _) => {
+            return Err(Failure::Failed(format!(
+                "bpg: error: interrupted while running {}",
+                job.name
+            )));
+        }
+    };
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let status = backend
-        .wait_for_terminal(&submission.id, &WaitOptions::default())
-        .await
-        .map_err(|e| Failure::from_error(&format!("waiting for {}", submission.id), e))?;
     let detail = status
         .message
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
-    outln!(
-        "{} {} ({}){detail}",
-        submission.id,
-        status.state,
-        status.native_state
-    );
+    let id = outcome
+        .submission
+        .map(|s| s.id.to_string())
+        .unwrap_or_default();
+    outln!("{id} {} ({}){detail}", status.state, status.native_state);
     Ok(if status.state.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `bpg submit`'s view of the attempt: the id and driver log on stdout, notes on stderr.
+struct Terminal {
+    quiet: bool,
+}
+
+#[async_trait]
+impl AttemptObserver for Terminal {
+    async fn submitted(&self, submission: &Submission, _how: Submitted) -> bpg_core::Result<()> {
+        outln!("{}", submission.id);
+        Ok(())
+    }
+
+    fn log_line(&self, line: String) {
+        outln!("{line}");
+    }
+
+    fn note(&self, message: String) {
+        if !self.quiet {
+            eprintln!("bpg: {message}");
+        }
+    }
 }
 
 /// Prints the job's state.

@@ -486,3 +486,56 @@ async fn sigkill_at_many_points_then_resume_finishes_without_duplicate_submissio
     accepted.sort_unstable();
     assert_eq!(reported, accepted, "{transcript}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_submit_wait_cancels_the_job_instead_of_orphaning_it() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let (gateway, url) = gateway().await;
+    let (code, id, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+            .args([
+                "submit",
+                "--connection",
+                "gw",
+                "bpg-cli/tests/data/long-app.yaml",
+                "--wait",
+            ])
+            .current_dir(workspace_root())
+            .env_remove("RUST_LOG")
+            .env("BPG_CONN_GW", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bpg starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut id = String::new();
+        stdout.read_line(&mut id).expect("the id first");
+        // Ctrl-C, as a terminal sends it.
+        let interrupted = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(interrupted.success());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut stderr)
+            .expect("stderr is read");
+        let status = child.wait().expect("bpg is waited for");
+        (status.code(), id.trim().to_owned(), stderr)
+    })
+    .await
+    .expect("the bpg process was waited for");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cancelled Spark job {id}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let submission = gateway.submission(&id).expect("the job was submitted");
+    assert!(submission.deleted, "the job was cancelled at the gateway");
+}

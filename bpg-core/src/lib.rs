@@ -32,6 +32,7 @@ mod diagnostic;
 mod error;
 pub mod formats;
 mod job;
+pub mod process;
 mod quantity;
 mod sim;
 mod state;

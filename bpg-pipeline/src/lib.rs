@@ -15,6 +15,10 @@
 //! `params`, `xcom(task, key)`). A run publishes [`Event`]s and ends with a [`RunReport`], the
 //! JSON report of DESIGN.md §8. A [`RunStore`] records progress for durable runs.
 //!
+//! Each Spark task's try goes through [`SparkAttempt`]: submit with an idempotency key, record the
+//! submission before waiting, follow the driver log, one deadline for all of it, and cancel the
+//! job rather than orphan it. Applications use it for single jobs too (`bpg submit --wait` does).
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use std::sync::Arc;
@@ -81,7 +85,9 @@ mod yaml;
 pub use dag_scheduler::{
     DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
 };
-pub use executor::{CancelPolicy, Runner};
+pub use executor::{
+    AttemptEnd, AttemptObserver, AttemptOutcome, CancelPolicy, Runner, SparkAttempt, Submitted,
+};
 pub use report::{RunReport, TaskReport};
 #[cfg(feature = "postgres")]
 pub use store::PostgresRunStore;

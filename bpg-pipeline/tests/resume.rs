@@ -228,3 +228,79 @@ async fn resume_continues_a_retry_on_its_schedule() {
         "{waited:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_job_gone_with_its_runner_fails_the_try_saying_so_and_retries_submit_again() {
+    let store: Arc<dyn RunStore> = Arc::new(InMemoryRunStore::new());
+    let dag = Arc::new(
+        Dag::builder("resume")
+            .task(
+                spark("first", "10m")
+                    .retries(1)
+                    .retry_delay(Duration::from_secs(1)),
+            )
+            .build()
+            .unwrap(),
+    );
+    // The first runner's simulated cluster lives in its process...
+    let before = SimBackend::new();
+    let left = run_until(
+        Runner::new(dag.clone(), registry(&before))
+            .run_id("manual__1")
+            .store(store.clone()),
+        |e| matches!(e, Event::TaskSubmitted { task_id, .. } if &**task_id == "first"),
+    )
+    .await;
+    assert_eq!(left.state, RunState::Running);
+    // ... and the restarted runner has a new one, which never heard of the recorded job.
+    let after = SimBackend::new();
+    let resumed = Runner::new(dag, registry(&after))
+        .run_id("manual__1")
+        .store(store.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(resumed.state, RunState::Success);
+    assert_eq!(resumed.tasks["first"].try_number, 2);
+    let stored = store.load_run(&key()).await.unwrap().unwrap();
+    assert_eq!(stored.tasks["first"].submissions.len(), 2);
+    assert_eq!(after.accepted_count(), 1, "the retry submitted it again");
+
+    // Without retries, the task fails with a message that says what happened.
+    let store: Arc<dyn RunStore> = Arc::new(InMemoryRunStore::new());
+    let dag = Arc::new(
+        Dag::builder("resume")
+            .task(spark("first", "10m"))
+            .build()
+            .unwrap(),
+    );
+    let before = SimBackend::new();
+    run_until(
+        Runner::new(dag.clone(), registry(&before))
+            .run_id("manual__1")
+            .store(store.clone()),
+        |e| matches!(e, Event::TaskSubmitted { .. }),
+    )
+    .await;
+    let runner = Runner::new(dag, registry(&SimBackend::new()))
+        .run_id("manual__1")
+        .store(store);
+    let mut events = runner.subscribe();
+    let resumed = runner.run().await.unwrap();
+    assert_eq!(resumed.tasks["first"].state, TaskState::Failed);
+    let mut message = String::new();
+    while let Some(event) = events.recv().await {
+        if let Event::TaskState {
+            state: TaskState::Failed,
+            message: Some(m),
+            ..
+        } = event
+        {
+            message = m;
+        }
+    }
+    assert!(
+        message.contains("recorded before the restart") && message.contains("no longer exists"),
+        "{message}"
+    );
+}

@@ -898,3 +898,34 @@ async fn default_args_apply_to_tasks() {
     assert_eq!(report.tasks["once_flaky"].state, TaskState::Success);
     assert_eq!(report.tasks["once_flaky"].try_number, 2);
 }
+
+#[tokio::test]
+async fn a_command_printing_bytes_that_are_not_utf8_is_read_to_the_end() {
+    // Before, the line reader stopped at the bad line and the command could die of SIGPIPE.
+    let dag = Dag::builder("not_utf8")
+        .task(Task::shell(
+            "latin1",
+            "echo before; printf 'caf\\351 \\377\\n'; printf 'err \\376\\n' >&2; \
+             i=0; while [ $i -lt 2000 ]; do echo after $i; i=$((i+1)); done; echo last",
+        ))
+        .build()
+        .unwrap();
+    let (report, events) = run_collecting(Runner::new(dag, Backends::new())).await;
+    assert_eq!(report.tasks["latin1"].state, TaskState::Success);
+    let logs: Vec<String> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::TaskLog { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logs.len(), 2004, "every line arrived");
+    assert!(logs.contains(&"before".to_owned()), "{logs:?}");
+    assert!(
+        logs.contains(&"caf\u{FFFD} \u{FFFD}".to_owned()),
+        "{logs:?}"
+    );
+    assert!(logs.contains(&"err \u{FFFD}".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"after 1999".to_owned()));
+    assert_eq!(logs.last().map(String::as_str), Some("last"));
+}

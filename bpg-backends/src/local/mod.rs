@@ -211,7 +211,7 @@ impl LocalSparkBackend {
 
     /// The process id of a run's `spark-submit`, which is also the id of its process group.
     pub fn process_id(&self, id: &JobId) -> Option<u32> {
-        self.lock().jobs.get(id).map(|job| job.pid)
+        self.lock().jobs.get(id).map(|job| job.group.id())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -1,17 +1,15 @@
 //! One `spark-submit` process: its output as log lines, its exit as a state, its process group.
 
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bpg_core::process::{GroupHandle, ProcessGroup};
 use bpg_core::{Error, JobState, JobStatus, LogLine, LogOptions, LogStream, Result, Submission};
 use chrono::Utc;
 use futures::StreamExt;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::watch;
 
 /// The driver's output so far, stdout and stderr interleaved in arrival order.
@@ -26,8 +24,8 @@ struct Output {
 #[derive(Debug)]
 pub(crate) struct LocalJob {
     pub submission: Submission,
-    /// The spark-submit process id, which is also its process group id.
-    pub pid: u32,
+    /// The spark-submit process group (its id is spark-submit's process id).
+    pub group: GroupHandle,
     output: Mutex<Output>,
     status: watch::Sender<JobStatus>,
     /// Bumped whenever lines arrive or the output closes, to wake followers.
@@ -46,55 +44,24 @@ impl LocalJob {
         submission: Submission,
         kill_grace: Duration,
     ) -> Result<Arc<LocalJob>> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so cancel reaches the JVM and the Python driver it starts.
-            .process_group(0)
-            .kill_on_drop(false);
-        let mut busy_retries = 0;
-        let mut child = loop {
-            match command.spawn() {
-                Ok(child) => break child,
-                // "Text file busy": another thread's fork still holds the script open for
-                // writing (it was just installed); it is released within milliseconds.
-                Err(e)
-                    if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
-                        && busy_retries < 5 =>
-                {
-                    busy_retries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(Error::Backend {
-                        backend: submission.backend.clone(),
-                        temporary: false,
-                        source: format!("cannot start spark-submit: {e}").into(),
-                    });
-                }
-            }
-        };
-        let Some(pid) = child.id() else {
-            return Err(Error::backend(
-                submission.backend.clone(),
-                false,
-                "spark-submit exited before it could be tracked",
-            ));
-        };
+        // Its own process group, so cancel reaches the JVM and the Python driver it starts.
+        command.kill_on_drop(false);
+        let process = ProcessGroup::spawn(&mut command).map_err(|e| Error::Backend {
+            backend: submission.backend.clone(),
+            temporary: false,
+            source: format!("cannot start spark-submit: {e}").into(),
+        })?;
         let mut running = JobStatus::new(JobState::Running, "RUNNING");
         running.started_at = Some(submission.submitted_at);
         let job = Arc::new(LocalJob {
             submission,
-            pid,
+            group: process.group(),
             output: Mutex::new(Output::default()),
             status: watch::Sender::new(running),
             output_version: watch::Sender::new(0),
             cancel_requested: AtomicBool::new(false),
         });
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        tokio::spawn(job.clone().supervise(child, stdout, stderr, kill_grace));
+        tokio::spawn(job.clone().supervise(process, kill_grace));
         Ok(job)
     }
 
@@ -103,52 +70,28 @@ impl LocalJob {
         self.output_version.send_modify(|v| *v += 1);
     }
 
-    async fn read_lines(self: Arc<Self>, pipe: Option<impl AsyncRead + Unpin>) {
-        let Some(pipe) = pipe else { return };
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                        buf.pop();
-                    }
-                    self.push_line(String::from_utf8_lossy(&buf).into_owned());
-                }
-            }
-        }
-    }
-
     /// Collects output until both pipes close, reaps the process, kills whatever it left in its
     /// group, then publishes the final state.
-    async fn supervise(
-        self: Arc<Self>,
-        mut child: Child,
-        stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
-        stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
-        kill_grace: Duration,
-    ) {
-        let out = tokio::spawn(self.clone().read_lines(stdout));
-        let err = tokio::spawn(self.clone().read_lines(stderr));
-        let exit = child.wait().await;
-        let readers = async {
-            let _ = out.await;
-            let _ = err.await;
-        };
-        tokio::pin!(readers);
+    async fn supervise(self: Arc<Self>, mut process: ProcessGroup, kill_grace: Duration) {
+        let mut output = process.output();
+        let reader = tokio::spawn({
+            let job = self.clone();
+            async move {
+                while let Some(line) = output.next().await {
+                    job.push_line(line);
+                }
+            }
+        });
+        let exit = process.wait().await;
+        tokio::pin!(reader);
         // Processes the driver left behind keep the pipes open: give them the grace period to
         // finish writing, then end the group and collect what is left.
-        if tokio::time::timeout(kill_grace, &mut readers)
-            .await
-            .is_err()
-        {
-            self.signal_group(Signal::SIGKILL);
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut readers).await;
+        if tokio::time::timeout(kill_grace, &mut reader).await.is_err() {
+            self.group.kill();
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut reader).await;
         }
         // Nothing of this run outlives it, even a process that closed its pipes.
-        self.signal_group(Signal::SIGKILL);
+        self.group.kill();
         lock(&self.output).closed = true;
         self.output_version.send_modify(|v| *v += 1);
         let status = self.final_status(exit);
@@ -183,13 +126,6 @@ impl LocalJob {
         status
     }
 
-    /// Sends `signal` to the whole process group; a group that is already gone is fine.
-    fn signal_group(&self, signal: Signal) {
-        if let Ok(pid) = i32::try_from(self.pid) {
-            let _ = killpg(Pid::from_raw(pid), signal);
-        }
-    }
-
     pub(crate) fn status(&self) -> JobStatus {
         self.status.borrow().clone()
     }
@@ -219,13 +155,13 @@ impl LocalJob {
                 s.native_state = "CANCELLING".into();
             }
         });
-        self.signal_group(Signal::SIGTERM);
+        self.group.terminate();
         let job = self.clone();
         tokio::spawn(async move {
             let mut rx = job.status.subscribe();
             let ended = tokio::time::timeout(grace, rx.wait_for(|s| s.is_terminal())).await;
             if ended.is_err() {
-                job.signal_group(Signal::SIGKILL);
+                job.group.kill();
             }
         });
     }
@@ -234,7 +170,7 @@ impl LocalJob {
     pub(crate) fn kill(&self) {
         if !self.status().is_terminal() {
             self.cancel_requested.store(true, Ordering::SeqCst);
-            self.signal_group(Signal::SIGKILL);
+            self.group.kill();
         }
     }
 

@@ -159,6 +159,26 @@ async fn runs_spark_submit_with_the_master_and_collects_stdout_and_stderr() {
 }
 
 #[tokio::test]
+async fn output_that_is_not_utf8_is_read_to_the_end() {
+    let f = Fixture::new();
+    write(
+        f.dir.path(),
+        "latin1.sh",
+        "echo before\nprintf 'caf\\351\\n'\nprintf 'err \\377\\n' >&2\necho after\n",
+    );
+    let (submission, status) = f
+        .backend
+        .submit_and_wait(&f.job("latin1.sh"), &SubmitOptions::new(), &wait())
+        .await
+        .unwrap();
+    assert_eq!(status.state, JobState::Succeeded, "{status:?}");
+    let log = lines(&f.backend, &submission.id, LogOptions::snapshot()).await;
+    for line in ["before", "caf\u{FFFD}", "err \u{FFFD}", "after"] {
+        assert!(log.contains(&line.to_owned()), "{line:?} in {log:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_failed_run_reports_its_exit_code_and_the_error_line() {
     let f = Fixture::new();
     let (submission, status) = f
