@@ -1,51 +1,16 @@
 //! The `bpg` binary end to end: output (snapshots, volatile parts redacted) and exit codes for
 //! every command, good input and bad. Runs from the workspace root so paths in output are stable.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use common::{Output, bpg_in, workspace_root};
 
-impl Output {
-    /// Exit code, stdout and stderr in one text, for a snapshot.
-    fn transcript(&self) -> String {
-        format!(
-            "exit: {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bpg-cli lives in the workspace")
-        .to_path_buf()
-}
-
-/// Runs `bpg args...` with a clean environment for connections and logging.
+/// Runs `bpg args...` from the workspace root with a clean environment for connections and
+/// logging.
 fn bpg_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bpg"));
-    command.args(args).current_dir(workspace_root());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BPG_CONN") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.env("NO_COLOR", "1");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let out = command.output().expect("the bpg binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    bpg_in(&workspace_root(), args, env)
 }
 
 fn bpg(args: &[&str]) -> Output {

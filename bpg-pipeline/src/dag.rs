@@ -298,7 +298,7 @@ pub enum ApplicationSource {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SparkTask {
-    /// Connection name (see [`crate::ConnectionRegistry`]).
+    /// Connection name, resolved through the runner's [`bpg_core::Connections`].
     pub connection: String,
     /// The application.
     pub application: ApplicationSource,
