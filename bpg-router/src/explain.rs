@@ -194,6 +194,11 @@ pub enum Outcome {
         /// The applied rule (`default` for the default route).
         rule: String,
     },
+    /// The job pinned a cluster the rules do not have.
+    UnknownCluster {
+        /// The cluster asked for.
+        cluster: String,
+    },
     /// The job asks for more executors than its queue allows.
     QueueLimit {
         /// The queue.
@@ -225,6 +230,8 @@ pub enum Pick {
         /// Length of the list.
         of: usize,
     },
+    /// The cluster the job asked for (BPG's `clusterId`).
+    Pinned,
     /// The eligible target with the fewest jobs in flight per unit of weight.
     LeastLoaded {
         /// Its jobs in flight.
@@ -247,6 +254,7 @@ impl fmt::Display for Pick {
             Pick::RoundRobin { turn, position, of } => {
                 write!(f, "round robin: turn {turn}, position {position} of {of}")
             }
+            Pick::Pinned => f.write_str("pinned by the submitter"),
             Pick::LeastLoaded { in_flight, weight } => {
                 write!(f, "least loaded: {in_flight} in flight at weight {weight}")
             }
@@ -278,6 +286,7 @@ impl fmt::Display for Outcome {
                     "rule {rule} applies but none of its clusters can take the job"
                 )
             }
+            Outcome::UnknownCluster { cluster } => write!(f, "there is no cluster {cluster}"),
             Outcome::QueueLimit {
                 queue,
                 max,
@@ -359,11 +368,31 @@ impl fmt::Display for Explanation {
 }
 
 /// Why a job could not be routed; carries the full explanation.
+///
+/// Its message is the outcome, followed by why each candidate was excluded when no cluster was
+/// eligible (`rule pinned applies but none of its clusters can take the job: spot-1 (constraint
+/// phi-isolation requires phi-compliant=true)`).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{}", .explanation.outcome)]
+#[error("{}", render_route_error(.explanation))]
 pub struct RouteError {
     /// What the router considered; `explanation.outcome` says what went wrong.
     pub explanation: Box<Explanation>,
+}
+
+fn render_route_error(explanation: &Explanation) -> String {
+    let mut message = explanation.outcome.to_string();
+    if matches!(explanation.outcome, Outcome::NoEligibleCluster { .. }) {
+        let why: Vec<String> = explanation
+            .candidates
+            .iter()
+            .filter_map(|c| c.excluded.as_ref().map(|e| format!("{} ({e})", c.cluster)))
+            .collect();
+        if !why.is_empty() {
+            message.push_str(": ");
+            message.push_str(&why.join(", "));
+        }
+    }
+    message
 }
 
 impl RouteError {

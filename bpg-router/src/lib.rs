@@ -130,5 +130,5 @@ pub use explain::{
     RuleMatch,
 };
 pub use matching::QueueSource;
-pub use rules::RoutingRules;
+pub use rules::{PINNED_RULE, RoutingRules};
 pub use view::{ClusterLoad, ClusterView};

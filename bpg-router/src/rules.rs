@@ -18,6 +18,9 @@ use crate::region::{Region, Restrictions, reachable};
 use crate::view::ClusterView;
 use crate::yaml::SourceMap;
 
+/// The rule name of a decision for a job that pinned its cluster.
+pub const PINNED_RULE: &str = "pinned";
+
 #[derive(Debug)]
 struct Cluster {
     id: String,
@@ -572,14 +575,13 @@ impl RoutingRules {
         self.route_for_user(job, None, view, rng)
     }
 
-    /// Routes a job submitted by `user` (matched case-insensitively by `users` in rules and queues).
-    pub fn route_for_user<R: Rng + ?Sized>(
+    /// What every decision starts from: the job's facts with its queue resolved, the constraints
+    /// that cover it, the first matching rule and the explanation so far.
+    fn consider<'a>(
         &self,
-        job: &SparkJob,
+        job: &'a SparkJob,
         user: Option<&str>,
-        view: &ClusterView,
-        rng: &mut R,
-    ) -> Result<Decision, RouteError> {
+    ) -> (JobFacts<'a>, Vec<&Constraint>, Option<usize>, Explanation) {
         let mut facts = JobFacts::new(job, user);
         if let Some(q) = job.queue.as_deref().and_then(normalize_queue) {
             facts.set_queue(q, QueueSource::Job);
@@ -607,7 +609,7 @@ impl RoutingRules {
             .iter()
             .filter(|c| c.condition.matches(&facts))
             .collect();
-        let mut explanation = Explanation {
+        let explanation = Explanation {
             job: job.name.clone(),
             queue: facts.queue.clone(),
             queue_source: facts.queue_source,
@@ -628,6 +630,18 @@ impl RoutingRules {
             candidates: Vec::new(),
             outcome: Outcome::NoMatchingRule,
         };
+        (facts, applicable, first, explanation)
+    }
+
+    /// Routes a job submitted by `user` (matched case-insensitively by `users` in rules and queues).
+    pub fn route_for_user<R: Rng + ?Sized>(
+        &self,
+        job: &SparkJob,
+        user: Option<&str>,
+        view: &ClusterView,
+        rng: &mut R,
+    ) -> Result<Decision, RouteError> {
+        let (facts, applicable, first, mut explanation) = self.consider(job, user);
         let fail = |mut explanation: Explanation, outcome| {
             explanation.outcome = outcome;
             Err(RouteError {
@@ -703,6 +717,110 @@ impl RoutingRules {
             namespace: c.namespace.clone(),
             queue,
             rule: rule_name.to_owned(),
+            explanation,
+        })
+    }
+
+    /// Checks a job whose submitter pinned `cluster` (BPG's `clusterId`): the queue routing and
+    /// the weights are skipped, as BPG skips them, but a rule that denies the job still denies it,
+    /// the queue's executor limit holds, the cluster must run the job's Spark version, and every
+    /// isolation constraint covering the job is enforced. The decision's rule is `pinned`.
+    ///
+    /// ```
+    /// use bpg_core::{AppType, SparkJob};
+    /// use bpg_router::RoutingRules;
+    ///
+    /// let rules = RoutingRules::from_yaml(r#"
+    /// clusters:
+    ///   - {id: phi-east, connection: phi, tags: {phi-compliant: "true"}}
+    ///   - {id: spot-1, connection: spot, weight: 0}
+    /// constraints:
+    ///   - {name: phi-isolation, when: {labels: {data-classification: phi}}, require_tags: {phi-compliant: "true"}}
+    /// default: {clusters: [phi-east]}
+    /// "#, None).unwrap();
+    /// let web = SparkJob::new("clicks", AppType::Python, "3.5", "local:///clicks.py");
+    /// assert_eq!(rules.route_pinned(&web, None, "spot-1").unwrap().cluster, "spot-1");
+    /// let phi = web.clone().with_label("data-classification", "phi");
+    /// let refused = rules.route_pinned(&phi, None, "spot-1").unwrap_err();
+    /// assert!(refused.to_string().contains("phi-isolation"), "{refused}");
+    /// assert!(rules.route_pinned(&web, None, "nowhere").is_err());
+    /// ```
+    pub fn route_pinned(
+        &self,
+        job: &SparkJob,
+        user: Option<&str>,
+        cluster: &str,
+    ) -> Result<Decision, RouteError> {
+        let (facts, applicable, first, mut explanation) = self.consider(job, user);
+        let fail = |mut explanation: Explanation, outcome| {
+            explanation.outcome = outcome;
+            Err(RouteError {
+                explanation: Box::new(explanation),
+            })
+        };
+        if let Some(i) = first
+            && let Action::Deny(reason) = &self.rules[i].action
+        {
+            let outcome = Outcome::Denied {
+                rule: self.rules[i].name.clone(),
+                reason: reason.clone(),
+            };
+            return fail(explanation, outcome);
+        }
+        let Some(&index) = self.cluster_ids.get(cluster) else {
+            let outcome = Outcome::UnknownCluster {
+                cluster: cluster.to_owned(),
+            };
+            return fail(explanation, outcome);
+        };
+        if let Some(q) = facts.queue_key.as_deref()
+            && let Some(&max) = self.queue_limits.get(q)
+            && facts.executors > u64::from(max)
+        {
+            let outcome = Outcome::QueueLimit {
+                queue: facts.queue.clone().unwrap_or_default(),
+                max,
+                requested: facts.executors,
+            };
+            return fail(explanation, outcome);
+        }
+        let c = &self.clusters[index];
+        let excluded = applicable
+            .iter()
+            .find_map(|k| k.missing[index].as_ref().map(|m| (k, m)))
+            .map(|(k, missing)| Exclusion::Constraint {
+                constraint: k.name.clone(),
+                missing: missing.clone(),
+            })
+            .or_else(|| {
+                (!c.serves_version(&facts.version)).then(|| Exclusion::SparkVersion {
+                    version: facts.spark_version.to_owned(),
+                })
+            });
+        explanation.candidates.push(Candidate {
+            cluster: c.id.clone(),
+            weight: 0,
+            fallback: false,
+            in_flight: None,
+            excluded: excluded.clone(),
+        });
+        if excluded.is_some() {
+            let outcome = Outcome::NoEligibleCluster {
+                rule: PINNED_RULE.to_owned(),
+            };
+            return fail(explanation, outcome);
+        }
+        explanation.outcome = Outcome::Routed {
+            cluster: c.id.clone(),
+            pick: Pick::Pinned,
+            from_fallback: false,
+        };
+        Ok(Decision {
+            cluster: c.id.clone(),
+            connection: c.connection.clone(),
+            namespace: c.namespace.clone(),
+            queue: facts.queue.clone(),
+            rule: PINNED_RULE.to_owned(),
             explanation,
         })
     }

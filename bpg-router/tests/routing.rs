@@ -277,10 +277,12 @@ fn route_errors_name_what_went_wrong() {
     let err: RouteError = rules
         .route(&old, &ClusterView::new(), &mut StdRng::seed_from_u64(0))
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "rule default applies but none of its clusters can take the job"
+    let message = err.to_string();
+    assert!(
+        message.starts_with("rule default applies but none of its clusters can take the job: "),
+        "{message}"
     );
+    assert!(message.contains("(does not run Spark 2.4)"), "{message}");
 }
 
 #[test]
