@@ -380,10 +380,9 @@ impl ConnectionRegistry {
             registry: self,
             path: inner_path,
         };
-        let backend = layered(
-            factory.create(connection, &resolver).await?,
-            &connection.resilience,
-        );
+        let backend = connection
+            .resilience
+            .wrap(factory.create(connection, &resolver).await?);
         // Two callers may race to build it; the first one built is the one everybody shares.
         Ok(self
             .built()
@@ -393,20 +392,31 @@ impl ConnectionRegistry {
     }
 }
 
-/// Wraps a built backend in its connection's layers; the order is the one
-/// [`layers`](crate::layers) recommends: tracing, retry, timeout, concurrency limit, backend.
-fn layered(backend: Arc<dyn Backend>, resilience: &Resilience) -> Arc<dyn Backend> {
-    let mut backend = backend;
-    if let Some(limit) = resilience.max_concurrency {
-        backend = backend.layer(ConcurrencyLimitLayer::new(limit));
+impl Resilience {
+    /// Wraps a built backend in these layers, in the order [`layers`](crate::layers) recommends:
+    /// tracing, retry, timeout, concurrency limit, backend. Every backend built from a connection
+    /// gets it; so can one built in code (a gateway's cluster given by a BPG `masterUrl`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bpg_backends::connect::Resilience;
+    /// use bpg_core::{Backend, SimBackend};
+    /// let backend = Resilience::default().wrap(Arc::new(SimBackend::new()));
+    /// assert_eq!(backend.name(), "sim");
+    /// ```
+    pub fn wrap(&self, backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        let mut backend = backend;
+        if let Some(limit) = self.max_concurrency {
+            backend = backend.layer(ConcurrencyLimitLayer::new(limit));
+        }
+        if let Some(timeout) = self.timeout {
+            backend = backend.layer(TimeoutLayer::new(timeout));
+        }
+        if self.retries > 0 {
+            backend = backend.layer(RetryLayer::new().max_retries(self.retries));
+        }
+        backend.layer(TracingLayer::new())
     }
-    if let Some(timeout) = resilience.timeout {
-        backend = backend.layer(TimeoutLayer::new(timeout));
-    }
-    if resilience.retries > 0 {
-        backend = backend.layer(RetryLayer::new().max_retries(resilience.retries));
-    }
-    backend.layer(TracingLayer::new())
 }
 
 /// The registry as a factory sees it while building one connection.

@@ -6,6 +6,7 @@
 //! | [`RetryLayer`] | retries temporary errors with exponential backoff and jitter, honours `Retry-After`; never re-submits without an idempotency key |
 //! | [`TimeoutLayer`] | a deadline per call ([`Error::Timeout`](bpg_core::Error::Timeout), which is temporary) |
 //! | [`ConcurrencyLimitLayer`] | at most N calls in flight against the backend |
+//! | [`RateLimitLayer`] | at most N calls started per second, evenly spaced |
 //! | [`FaultInjectionLayer`] | scripted errors, delays and lost responses per operation, for tests |
 //!
 //! # Ordering
@@ -14,7 +15,7 @@
 //! outside in, is
 //!
 //! ```text
-//! TracingLayer → RetryLayer → TimeoutLayer → ConcurrencyLimitLayer → [FaultInjectionLayer] → backend
+//! TracingLayer → RetryLayer → TimeoutLayer → ConcurrencyLimitLayer → [RateLimitLayer] → [FaultInjectionLayer] → backend
 //! ```
 //!
 //! - **Tracing outermost**: one span covers a whole logical call, retries included, and the retry
@@ -24,6 +25,9 @@
 //! - **Concurrency limit innermost**: it bounds requests actually in flight; backoff sleeps in the
 //!   retry layer do not hold a permit. Waiting for a permit counts against the timeout, so a
 //!   saturated backend shows up as timeouts (and retries) rather than unbounded queueing.
+//! - **Rate limit inside the concurrency limit**: a call waiting for its turn holds its permit, so
+//!   the two limits compose into "N at once, M per second"; like the concurrency limit, waiting
+//!   counts against the timeout.
 //! - **Fault injection closest to the backend**: injected faults look exactly like the backend's own.
 //!
 //! ```
@@ -54,12 +58,14 @@ use bpg_core::Backend;
 
 mod concurrency;
 mod fault;
+mod rate;
 mod retry;
 mod timeout;
 mod trace;
 
 pub use concurrency::ConcurrencyLimitLayer;
 pub use fault::{Fault, FaultInjectionLayer};
+pub use rate::RateLimitLayer;
 pub use retry::RetryLayer;
 pub use timeout::TimeoutLayer;
 pub use trace::TracingLayer;
