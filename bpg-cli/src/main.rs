@@ -22,6 +22,7 @@ macro_rules! out {
 
 mod connections;
 mod failure;
+mod gateway;
 mod graph;
 mod import;
 mod jobs;
@@ -189,6 +190,21 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Serve the Batch Processing Gateway: BPG's REST API routing jobs to clusters, until Ctrl-C
+    /// or SIGTERM. Without --config: two simulated clusters (analytics, and datascience for PHI),
+    /// any user name accepted, loopback only.
+    Gateway {
+        /// Gateway config: ours (gateway:, rules:, connections:) or BPG's own (sparkClusters:,
+        /// or Helm values with plainConfig:); the kind is detected.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (default: the config's, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// SQLite file of the submissions (created if missing).
+        #[arg(long, default_value = "bpg-gateway.db")]
+        state: PathBuf,
+    },
     /// Draw a pipeline's task graph.
     Graph {
         /// Pipeline file.
@@ -302,6 +318,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             scheduler::scheduler(scheduler::SchedulerArgs {
                 pipelines,
                 connections,
+                state,
+                quiet,
+            })
+            .await
+        }
+        Command::Gateway {
+            config,
+            listen,
+            state,
+        } => {
+            gateway::gateway(gateway::GatewayArgs {
+                config,
+                listen,
                 state,
                 quiet,
             })

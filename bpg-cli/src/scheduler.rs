@@ -94,6 +94,13 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
 }
 
 async fn stop_on_signal(stop: CancellationToken) {
+    stop_signal().await;
+    eprintln!("{} stopping: cancelling runs in flight", timestamp());
+    stop.cancel();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -113,8 +120,6 @@ async fn stop_on_signal(stop: CancellationToken) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    eprintln!("{} stopping: cancelling runs in flight", timestamp());
-    stop.cancel();
 }
 
 fn timestamp() -> String {

@@ -611,7 +611,15 @@ async fn delete_submission(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
     let user = caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    ids::check_shape(&id).map_err(ApiError::bad_request)?;
+    let record = inner
+        .store
+        .get(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
+    // Deleting twice is not an error, as in BPG.
+    if record.phase == Phase::Deleted {
+        return Ok(Json(json!({ "submissionId": id })));
+    }
     if let (Phase::Created, Some(backend_id)) = (record.phase, &record.backend_id) {
         let cluster = inner.clusters.get(&record.cluster).ok_or_else(|| {
             ApiError::not_found(format!(
