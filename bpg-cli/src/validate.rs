@@ -22,8 +22,8 @@ pub enum FileKind {
     Rules,
     /// A spark-operator `ScheduledSparkApplication`: `bpg import` turns it into a pipeline.
     ScheduledApplication,
-    /// Batch Processing Gateway's own configuration (`sparkClusters:`), or Helm values holding
-    /// it under `plainConfig:`.
+    /// A gateway configuration: BPG's own (`sparkClusters:`, or Helm values holding it under
+    /// `plainConfig:`) or ours (`gateway:`, `rules:`, `connections:`).
     GatewayConfig,
 }
 
@@ -35,7 +35,7 @@ impl FileKind {
             FileKind::Connections => "connections",
             FileKind::Rules => "routing rules",
             FileKind::ScheduledApplication => "scheduled application",
-            FileKind::GatewayConfig => "BPG gateway configuration",
+            FileKind::GatewayConfig => "gateway configuration",
         }
     }
 }
@@ -48,7 +48,7 @@ pub fn detect(text: &str) -> FileKind {
     let has = |k: &str| keys.iter().any(|key| key == k);
     if has("kind") && top_level_value(text, "kind") == Some("ScheduledSparkApplication") {
         FileKind::ScheduledApplication
-    } else if has("plainConfig") || has("sparkClusters") {
+    } else if bpg_gateway::config::detect(text).is_some() {
         FileKind::GatewayConfig
     } else if has("apiVersion") || has("kind") || has("sparkVersion") || has("mainApplicationFile")
     {
@@ -192,13 +192,20 @@ fn check_file(file: &Path) -> Checked {
             }
             Err(d) => checked.diagnostics = d,
         },
-        FileKind::GatewayConfig => match gateway_routing(&text, file) {
-            Ok(rules) => {
-                let ids: Vec<&str> = rules.cluster_ids().collect();
-                checked.summary = format!(", clusters {}", ids.join(", "));
+        FileKind::GatewayConfig => {
+            match bpg_gateway::config::GatewayConfig::from_yaml(&text, Some(file)) {
+                Ok(config) => {
+                    let ids: Vec<&str> = config.rules.cluster_ids().collect();
+                    let kind = match config.kind {
+                        bpg_gateway::config::ConfigKind::Bpg => "BPG's format",
+                        bpg_gateway::config::ConfigKind::Gateway => "bpg's format",
+                    };
+                    checked.summary = format!(" ({kind}), clusters {}", ids.join(", "));
+                    checked.diagnostics = config.warnings;
+                }
+                Err(d) => checked.diagnostics = d,
             }
-            Err(d) => checked.diagnostics = d,
-        },
+        }
         FileKind::Pipeline => match load_dag_file(file) {
             Ok(dag) => {
                 checked.diagnostics = check_applications(&dag);
@@ -226,29 +233,6 @@ fn check_file(file: &Path) -> Checked {
         },
     }
     checked
-}
-
-/// The routing part of a BPG configuration, read directly or from Helm values' `plainConfig:`.
-fn gateway_routing(text: &str, file: &Path) -> Result<RoutingRules, Diagnostics> {
-    let values: serde_json::Value = match serde_saphyr::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(Diagnostic::error("", format!("invalid YAML: {e}"))
-                .with_file(file)
-                .into());
-        }
-    };
-    let config = match values.get("plainConfig") {
-        // Helm values: the configuration is one key of them.
-        Some(plain) => serde_saphyr::to_string(plain).map_err(|e| {
-            Diagnostics::from(
-                Diagnostic::error("plainConfig", format!("cannot read: {e}")).with_file(file),
-            )
-        })?,
-        None => text.to_owned(),
-    };
-    let rules = bpg_router::RulesConfig::from_bpg_config(&config, Some(file), None)?;
-    RoutingRules::new(rules).map_err(|d| d.with_file(file))
 }
 
 /// Checks the applications a valid pipeline's Spark tasks name. They are templates rendered at run

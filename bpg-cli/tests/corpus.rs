@@ -378,8 +378,8 @@ fn every_corpus_file_does_what_the_corpus_readme_says() {
                 assert_eq!(validate.code, 0, "{}", context("validate", &validate));
                 assert!(
                     validate.stdout.contains(
-                        "ok (BPG gateway configuration, clusters spark-cluster-a, spark-cluster-b)"
-                    ),
+                        "ok (gateway configuration (BPG's format), clusters spark-cluster-a, spark-cluster-b)"
+                    ) && validate.stdout.contains("spark-cluster-a has neither masterUrl nor connection"),
                     "{}",
                     context("validate", &validate)
                 );
