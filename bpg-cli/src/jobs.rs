@@ -132,7 +132,10 @@ impl AttemptObserver for Terminal {
 }
 
 /// Prints the job's state.
-pub async fn status(args: &ConnectionArgs, id: &str) -> Result<ExitCode, Failure> {
+pub async fn status(args: &ConnectionArgs, id: &str, explain: bool) -> Result<ExitCode, Failure> {
+    if explain {
+        return explain_status(args, id).await;
+    }
     let backend = backend(args).await?;
     let status = backend
         .status(&JobId::new(id))
@@ -146,6 +149,38 @@ pub async fn status(args: &ConnectionArgs, id: &str) -> Result<ExitCode, Failure
     }
     if let Some(app) = &status.spark_application_id {
         outln!("spark_application_id: {app}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a bpg gateway's explanation of a submission: the routing decision and, while it waits,
+/// what for.
+async fn explain_status(args: &ConnectionArgs, id: &str) -> Result<ExitCode, Failure> {
+    let registry = registry(args.connections.as_deref())?;
+    let name = &args.connection;
+    let connection = registry
+        .connection(name)
+        .ok_or_else(|| Failure::Config(format!("bpg: error: unknown connection {name:?}")))?;
+    if !connection.scheme().starts_with("bpg+") {
+        return Err(Failure::Config(format!(
+            "bpg: error: --explain asks a bpg gateway; connection {name:?} is {}://",
+            connection.scheme()
+        )));
+    }
+    let config = bpg_backends::connect::GatewayFactory
+        .config(connection)
+        .map_err(|e| Failure::from_error(&format!("connection {name:?}"), e))?;
+    let gateway = bpg_backends::gateway::GatewayBackend::new(config)
+        .map_err(|e| Failure::from_error(&format!("connection {name:?}"), e))?;
+    let explained = gateway.client().explain(id).await.map_err(|e| match e {
+        bpg_core::Error::NotFound { .. } => Failure::Failed(format!(
+            "bpg: error: {id}: not found, or the gateway does not explain decisions (a Java BPG does not): {e}"
+        )),
+        e => Failure::from_error(&format!("explain {id}"), e),
+    })?;
+    match explained.get("summary").and_then(serde_json::Value::as_str) {
+        Some(summary) => outln!("{summary}"),
+        None => outln!("{explained:#}"),
     }
     Ok(ExitCode::SUCCESS)
 }

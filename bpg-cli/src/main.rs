@@ -136,6 +136,9 @@ enum Command {
         connection: ConnectionArgs,
         /// Submission id (as printed by `bpg submit`).
         id: String,
+        /// Ask the bpg gateway why the job went where it went, and what it waits for.
+        #[arg(long)]
+        explain: bool,
     },
     /// Print a submitted job's driver log.
     Logs {
@@ -282,7 +285,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             wait,
             follow_logs,
         } => jobs::submit(&connection, &file, wait, follow_logs, quiet).await,
-        Command::Status { connection, id } => jobs::status(&connection, &id).await,
+        Command::Status {
+            connection,
+            id,
+            explain,
+        } => jobs::status(&connection, &id, explain).await,
         Command::Logs {
             connection,
             id,

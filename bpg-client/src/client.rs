@@ -296,6 +296,13 @@ impl BpgClient {
         self.json(RequestSpec::status(id), false).await
     }
 
+    /// `GET /spark/{id}/explain`, bpg-gateway's extension: where the submission was routed and
+    /// why (rules matched, constraints, clusters excluded), and what it waits for while it waits.
+    /// Its `summary` field is the explanation for people. A Java BPG answers 404.
+    pub async fn explain(&self, id: &str) -> Result<serde_json::Value> {
+        self.json(RequestSpec::explain(id), false).await
+    }
+
     /// `GET /spark/{id}/spec`.
     pub async fn spec(&self, id: &str) -> Result<SparkApplicationSpec> {
         self.json(RequestSpec::spec(id), false).await

@@ -224,6 +224,14 @@ impl RequestSpec {
         )
     }
 
+    pub fn explain(id: &str) -> Self {
+        RequestSpec::new(
+            Method::GET,
+            &["spark", id, "explain"],
+            format!("submission {id}"),
+        )
+    }
+
     pub fn spec(id: &str) -> Self {
         RequestSpec::new(
             Method::GET,

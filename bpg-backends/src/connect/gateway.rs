@@ -31,6 +31,16 @@ impl BackendFactory for GatewayFactory {
         connection: &Connection,
         _connections: &dyn Connections,
     ) -> Result<Arc<dyn Backend>> {
+        let config = self.config(connection)?;
+        let backend = GatewayBackend::new(config).map_err(|e| in_connection(connection, e))?;
+        Ok(Arc::new(backend))
+    }
+}
+
+impl GatewayFactory {
+    /// The [`GatewayConfig`] of a `bpg+http(s)://` connection (what [`BackendFactory::create`]
+    /// builds its backend from), for callers that need the gateway's own client.
+    pub fn config(&self, connection: &Connection) -> Result<GatewayConfig> {
         refuse_fields(
             connection,
             &["region", "rules"],
@@ -77,7 +87,6 @@ impl BackendFactory for GatewayFactory {
             "request_timeout",
             "log_poll_interval",
         ])?;
-        let backend = GatewayBackend::new(config).map_err(|e| in_connection(connection, e))?;
-        Ok(Arc::new(backend))
+        Ok(config)
     }
 }

@@ -1,0 +1,197 @@
+//! `bpg gateway` as a process: the healthtech pipeline runs through it with `bpg run` (PHI work
+//! landing on the compliant cluster), `bpg status --explain` explains a decision, a non-loopback
+//! address is refused without users, and SIGTERM drains and exits 0.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bpg_in, workspace_root};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A GET, answered with (status line, body).
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Account: healthtech\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+struct Gateway {
+    child: Child,
+    port: u16,
+}
+
+impl Gateway {
+    fn start(dir: &std::path::Path, args: &[&str]) -> Gateway {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+            .current_dir(workspace_root())
+            .arg("gateway")
+            .args(args)
+            .args(["--listen", &listen, "--state"])
+            .arg(dir.join("gateway.db"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while get(port, "/healthcheck").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the gateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Gateway { child, port }
+    }
+
+    /// SIGTERM, then the exit code and what it printed.
+    fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
+        (status.code().unwrap_or(-1), stderr)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn the_healthtech_pipeline_runs_through_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(
+        dir.path(),
+        &["--config", "examples/gateway/healthtech.yaml"],
+    );
+    let connections = dir.path().join("connections.yaml");
+    std::fs::write(
+        &connections,
+        format!(
+            "connections:\n  bpg_connection: {{ url: \"bpg+http://healthtech@127.0.0.1:{}/skatev2\" }}\n",
+            gateway.port
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let run = bpg_in(
+        &workspace_root(),
+        &[
+            "run",
+            "examples/pipelines/healthtech.yaml",
+            "--connections",
+            connections.to_str().unwrap(),
+            "--json",
+            report.to_str().unwrap(),
+            "--poll-interval",
+            "100ms",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["state"], "success");
+    let id = |task: &str| {
+        report["tasks"][task]["submission_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // statistics_calc reads patient outcomes (labelled PHI): the compliant cluster only.
+    assert!(
+        id("statistics_calc").starts_with("datascience-"),
+        "{report}"
+    );
+    assert!(id("calculate_pi").starts_with("analytics-"), "{report}");
+
+    // And the decision is explained.
+    let connections = connections.to_str().unwrap();
+    let explained = bpg_in(
+        &workspace_root(),
+        &[
+            "status",
+            "--connection",
+            "bpg_connection",
+            "--connections",
+            connections,
+            "--explain",
+            &id("statistics_calc"),
+        ],
+        &[],
+    );
+    assert_eq!(explained.code, 0, "{}", explained.transcript());
+    assert!(
+        explained.stdout.contains("phi-to-compliant"),
+        "{}",
+        explained.transcript()
+    );
+    assert!(
+        explained.stdout.contains("phi-isolation"),
+        "{}",
+        explained.transcript()
+    );
+
+    let (code, stderr) = gateway.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("bpg gateway stopped"), "{stderr}");
+}
+
+#[test]
+fn without_users_the_gateway_listens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bpg_in(
+        &workspace_root(),
+        &[
+            "gateway",
+            "--listen",
+            "0.0.0.0:0",
+            "--state",
+            dir.path().join("g.db").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(
+        out.stderr.contains("only listens on loopback"),
+        "{}",
+        out.transcript()
+    );
+}
+
+#[test]
+fn the_embedded_default_says_it_is_in_development_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(dir.path(), &[]);
+    let (status, body) = get(gateway.port, "/skatev2/admin/version").unwrap();
+    assert!(status.contains("200"), "{status} {body}");
+    let (code, stderr) = gateway.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("development mode"), "{stderr}");
+    assert!(
+        stderr.contains("clusters: analytics, datascience"),
+        "{stderr}"
+    );
+}
