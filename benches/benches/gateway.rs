@@ -20,7 +20,8 @@ use bpg_gateway::{Gateway, Settings};
 use bpg_router::RoutingRules;
 use criterion::{Criterion, Throughput};
 
-const RULES: &str = "clusters:\n  - {id: analytics, connection: analytics}\ndefault: {clusters: [analytics]}\n";
+const RULES: &str =
+    "clusters:\n  - {id: analytics, connection: analytics}\ndefault: {clusters: [analytics]}\n";
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -31,7 +32,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn job() -> SparkJob {
-    SparkJob::new("bench", AppType::Python, "3.5", "local:///bench.py").with_label("sim/duration", "1h")
+    SparkJob::new("bench", AppType::Python, "3.5", "local:///bench.py")
+        .with_label("sim/duration", "1h")
 }
 
 /// A served gateway over one simulated cluster, `live` submissions already running on it.
@@ -40,7 +42,13 @@ async fn gateway(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
     for i in 0..live {
         let id = format!("analytics-{i:032x}");
         store
-            .insert(&SubmissionRecord::new(id.clone(), "analytics", "analytics", "bench", job()))
+            .insert(&SubmissionRecord::new(
+                id.clone(),
+                "analytics",
+                "analytics",
+                "bench",
+                job(),
+            ))
             .expect("recorded");
         ids.push(id);
     }
@@ -54,7 +62,9 @@ async fn gateway(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
         .build()
         .await
         .expect("gateway");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
     let url = format!("http://{}/skatev2", listener.local_addr().expect("addr"));
     tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
     // Wait for the reconciled submissions to be created and followed.
@@ -88,8 +98,14 @@ fn store_group(c: &mut Criterion) {
     g.bench_function("submit", |b| {
         b.iter(|| {
             n += 1;
-            let record = SubmissionRecord::new(format!("analytics-{n:032x}"), "analytics", "analytics", "bench", job())
-                .with_dedupe("bench", &n.to_string());
+            let record = SubmissionRecord::new(
+                format!("analytics-{n:032x}"),
+                "analytics",
+                "analytics",
+                "bench",
+                job(),
+            )
+            .with_dedupe("bench", &n.to_string());
             store.insert(&record).expect("recorded");
         })
     });
@@ -99,7 +115,10 @@ fn store_group(c: &mut Criterion) {
 fn http_group(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("dir");
-    let (_gateway, url, ids) = rt.block_on(gateway(Store::open(dir.path().join("g.db")).expect("store"), 10_000));
+    let (_gateway, url, ids) = rt.block_on(gateway(
+        Store::open(dir.path().join("g.db")).expect("store"),
+        10_000,
+    ));
     let client = reqwest::Client::new();
     let mut g = c.benchmark_group("gateway/http");
     g.sample_size(20);
@@ -137,8 +156,15 @@ fn http_group(c: &mut Criterion) {
 }
 
 /// Requests per second and latencies (sorted) of `clients` concurrent clients for `for_how_long`.
-async fn hammer(urls: Arc<Vec<String>>, clients: usize, for_how_long: Duration) -> (f64, Vec<Duration>) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
+async fn hammer(
+    urls: Arc<Vec<String>>,
+    clients: usize,
+    for_how_long: Duration,
+) -> (f64, Vec<Duration>) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .expect("client");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -149,7 +175,12 @@ async fn hammer(urls: Arc<Vec<String>>, clients: usize, for_how_long: Duration) 
             let mut i = c;
             while started.elapsed() < for_how_long {
                 let t = Instant::now();
-                let r = client.get(&urls[i % urls.len()]).header("User-Account", "bench").send().await.expect("request");
+                let r = client
+                    .get(&urls[i % urls.len()])
+                    .header("User-Account", "bench")
+                    .send()
+                    .await
+                    .expect("request");
                 assert!(r.status().is_success(), "{}", r.status());
                 r.bytes().await.expect("body");
                 lat.push(t.elapsed());
@@ -174,7 +205,15 @@ fn p(lat: &[Duration], q: f64) -> Duration {
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -221,7 +260,29 @@ fn main() {
     store_group(&mut c);
     http_group(&mut c);
     c.final_summary();
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    // Filters are the arguments that are neither flags nor a flag's value.
+    let mut filter = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a.starts_with("--") {
+            if !a.contains('=')
+                && ![
+                    "--bench",
+                    "--test",
+                    "--list",
+                    "--exact",
+                    "--noplot",
+                    "--quiet",
+                    "--verbose",
+                ]
+                .contains(&a.as_str())
+            {
+                args.next();
+            }
+        } else {
+            filter.push(a);
+        }
+    }
     if filter.is_empty() || filter.iter().any(|f| "load".contains(f.as_str())) {
         load();
     }

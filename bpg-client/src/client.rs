@@ -296,6 +296,55 @@ impl BpgClient {
         self.json(RequestSpec::status(id), false).await
     }
 
+    /// `POST /spark/statuses`, bpg-gateway's extension (advertised as `batch-status` in
+    /// [`VersionInfo::extensions`]): many statuses in one round trip. Each id maps to its status,
+    /// or to the error the per-id endpoint would have answered (`NotFound` for an unknown id).
+    pub async fn statuses(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, Result<SubmissionStatus>>> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            statuses: std::collections::BTreeMap<String, serde_json::Value>,
+        }
+        let body: Body = self.json(RequestSpec::statuses(ids), false).await?;
+        Ok(body
+            .statuses
+            .into_iter()
+            .map(|(id, value)| {
+                let entry = match value.get("error") {
+                    Some(error) => {
+                        let code = error
+                            .get("code")
+                            .and_then(serde_json::Value::as_u64)
+                            .unwrap_or(0);
+                        let message = error
+                            .get("message")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        Err(match code {
+                            404 => bpg_core::Error::NotFound {
+                                what: format!("submission {id} ({message})"),
+                            },
+                            _ => bpg_core::Error::Backend {
+                                backend: "bpg".into(),
+                                temporary: code >= 500,
+                                source: format!("status of {id}: HTTP {code}: {message}").into(),
+                            },
+                        })
+                    }
+                    None => serde_json::from_value(value).map_err(|e| bpg_core::Error::Backend {
+                        backend: "bpg".into(),
+                        temporary: false,
+                        source: format!("status of {id}: unexpected answer: {e}").into(),
+                    }),
+                };
+                (id, entry)
+            })
+            .collect())
+    }
+
     /// `GET /spark/{id}/explain`, bpg-gateway's extension: where the submission was routed and
     /// why (rules matched, constraints, clusters excluded), and what it waits for while it waits.
     /// Its `summary` field is the explanation for people. A Java BPG answers 404.

@@ -224,6 +224,21 @@ impl RequestSpec {
         )
     }
 
+    pub fn statuses(ids: &[&str]) -> Self {
+        let mut spec = RequestSpec::new(
+            Method::POST,
+            &["spark", "statuses"],
+            format!("{} submissions", ids.len()),
+        );
+        spec.content_type = Some("application/json");
+        spec.body = Some(Bytes::from(
+            serde_json::json!({ "submissionIds": ids }).to_string(),
+        ));
+        // A read: safe to send again.
+        spec.idempotent = true;
+        spec
+    }
+
     pub fn explain(id: &str) -> Self {
         RequestSpec::new(
             Method::GET,

@@ -215,6 +215,10 @@ pub struct VersionInfo {
     /// Build time as BPG prints it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_time: Option<String>,
+    /// Extensions a bpg-gateway serves beyond BPG's API (`batch-status`, `explain`); empty for a
+    /// Java BPG.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
 }
 
 /// `GET /spark/{id}/spec` (`SparkApplicationSpec`): the SparkApplication spec as stored, with pod

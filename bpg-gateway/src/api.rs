@@ -700,12 +700,30 @@ async fn batch_status(
         )));
     }
     let mut statuses = Map::new();
-    for id in request.submission_ids {
-        let value = match lookup(&inner, &id) {
-            Ok(r) => Value::Object(status_fields(&inner, &r)),
-            Err(e) => json!({"error": {"code": e.status.as_u16(), "message": e.message}}),
+    // Well-shaped ids are read in one go; the others answer as the per-id endpoint would.
+    let shaped: Vec<&str> = request
+        .submission_ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| ids::check_shape(id).is_ok())
+        .collect();
+    let mut found: std::collections::HashMap<&str, SubmissionRecord> = shaped
+        .iter()
+        .copied()
+        .zip(inner.store.get_many(&shaped)?)
+        .filter_map(|(id, r)| r.map(|r| (id, r)))
+        .collect();
+    for id in &request.submission_ids {
+        let value = match found.remove(id.as_str()) {
+            Some(r) if r.phase != Phase::Deleted => Value::Object(status_fields(&inner, &r)),
+            _ => {
+                let e = lookup(&inner, id)
+                    .err()
+                    .unwrap_or_else(|| ApiError::not_found(format!("Application {id} not found")));
+                json!({"error": {"code": e.status.as_u16(), "message": e.message}})
+            }
         };
-        statuses.insert(id, value);
+        statuses.insert(id.clone(), value);
     }
     Ok(Json(json!({ "statuses": statuses })))
 }

@@ -19,6 +19,9 @@
 //!   already ended is left alone, so its final state stays readable). In another process a
 //!   cancelled job is simply not found.
 //! - **States** map through [`JobState::from_bpg`]; `UNKNOWN` right after submit is normal.
+//! - **Status** against a bpg gateway (which advertises `batch-status` in `/admin/version`) is
+//!   gathered: the status calls made within [`BATCH_WINDOW`] travel in one `POST /spark/statuses`.
+//!   Against a Java BPG each is its own `GET /spark/{id}/status`.
 //! - **Ids** are BPG submission ids, `<cluster>-<32 hex>-<suffix>`; the cluster is read back even
 //!   when cluster ids contain `-` ([`SubmissionId`]).
 //!
@@ -81,6 +84,24 @@ pub struct GatewayBackend {
     name: String,
     client: BpgClient,
     memory: Arc<Mutex<Memory>>,
+    batch: Arc<StatusBatch>,
+}
+
+/// How long status calls are gathered before one batch request carries them.
+pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Most ids one batch request carries (the gateway's limit).
+pub const BATCH_MAX: usize = 10_000;
+
+type StatusReply = tokio::sync::oneshot::Sender<Result<bpg_client::SubmissionStatus>>;
+
+/// Status calls waiting for the next batch request, against a gateway that advertises
+/// `batch-status` (asked once, from `/admin/version`).
+#[derive(Default)]
+struct StatusBatch {
+    supported: tokio::sync::OnceCell<bool>,
+    /// The waiting calls, and whether a flush is on its way.
+    queue: Mutex<(Vec<(String, StatusReply)>, bool)>,
 }
 
 /// What this process knows beyond what BPG answers.
@@ -114,6 +135,98 @@ impl GatewayBackend {
             name: name.into(),
             client,
             memory: Arc::default(),
+            batch: Arc::default(),
+        }
+    }
+
+    /// Whether the gateway serves many statuses in one call (a bpg gateway does, a Java BPG does
+    /// not); asked once. A gateway that cannot say is treated as a Java BPG.
+    async fn batches(&self) -> bool {
+        *self
+            .batch
+            .supported
+            .get_or_init(|| async {
+                match self.client.version().await {
+                    Ok(v) => v.extensions.iter().any(|e| e == "batch-status"),
+                    Err(e) => {
+                        tracing::debug!(backend = %self.name, error = %e, "no version answer: status per id");
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
+    /// One status: gathered with the others asked within [`BATCH_WINDOW`] into one
+    /// `POST /spark/statuses` where the gateway serves it, else `GET /spark/{id}/status`. So a
+    /// runner following 10,000 jobs makes a few requests per poll, not 10,000.
+    async fn fetch_status(&self, id: &str) -> Result<bpg_client::SubmissionStatus> {
+        if !self.batches().await {
+            return self.client.status(id).await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start_flush = {
+            let mut queue = self.batch.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.0.push((id.to_owned(), tx));
+            !std::mem::replace(&mut queue.1, true)
+        };
+        if start_flush {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(BATCH_WINDOW).await;
+                me.flush_statuses().await;
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                message: format!("{}: the status batch was dropped", self.name),
+            })
+        })
+    }
+
+    async fn flush_statuses(&self) {
+        loop {
+            let waiting = {
+                let mut queue = self.batch.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if queue.0.is_empty() {
+                    queue.1 = false;
+                    return;
+                }
+                let n = queue.0.len().min(BATCH_MAX);
+                queue.0.drain(..n).collect::<Vec<_>>()
+            };
+            let ids: Vec<&str> = waiting.iter().map(|(id, _)| id.as_str()).collect();
+            match self.client.statuses(&ids).await {
+                Ok(mut answers) => {
+                    for (id, reply) in waiting {
+                        let answer = answers.remove(&id).unwrap_or_else(|| {
+                            Err(Error::Backend {
+                                backend: self.name.clone(),
+                                temporary: true,
+                                source: format!("the batch answer has no status for {id}").into(),
+                            })
+                        });
+                        let _ = reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    let temporary = e.is_temporary();
+                    let message = e.to_string();
+                    for (_, reply) in waiting {
+                        let _ = reply.send(Err(if temporary {
+                            Error::Unavailable {
+                                message: message.clone(),
+                            }
+                        } else {
+                            Error::Backend {
+                                backend: self.name.clone(),
+                                temporary: false,
+                                source: message.clone().into(),
+                            }
+                        }));
+                    }
+                }
+            }
         }
     }
 
@@ -289,7 +402,7 @@ impl Backend for GatewayBackend {
 
     async fn status(&self, id: &JobId) -> Result<JobStatus> {
         self.check_id(id)?;
-        match self.client.status(id.as_str()).await {
+        match self.fetch_status(id.as_str()).await {
             Ok(answer) => {
                 let mut status = answer.to_job_status();
                 if !status.is_terminal() && self.is_cancelled(id) {
@@ -333,7 +446,7 @@ impl Backend for GatewayBackend {
     async fn cancel(&self, id: &JobId) -> Result<()> {
         self.check_id(id)?;
         if !self.is_cancelled(id) {
-            let status = self.client.status(id.as_str()).await?;
+            let status = self.fetch_status(id.as_str()).await?;
             if status.state().is_terminal() {
                 // Deleting it would only erase its final state.
                 return Ok(());
