@@ -109,6 +109,14 @@ fn store_group(c: &mut Criterion) {
             store.insert(&record).expect("recorded");
         })
     });
+    let ids: Vec<String> = (1..=10_000u64)
+        .map(|n| format!("analytics-{n:032x}"))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("get_many_10k", |b| {
+        b.iter(|| store.get_many(&refs).expect("read"))
+    });
     g.finish();
 }
 

@@ -23,8 +23,14 @@ struct Histogram {
 struct Data {
     submissions: BTreeMap<(String, String, &'static str), u64>,
     finished: BTreeMap<(String, String), u64>,
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// Per route: its latency, and its requests by method and status (a short list).
+    routes: BTreeMap<String, RouteStats>,
+}
+
+#[derive(Default)]
+struct RouteStats {
+    latency: Histogram,
+    answers: Vec<(String, u16, u64)>,
 }
 
 /// The gateway's counters.
@@ -66,11 +72,20 @@ impl Metrics {
     /// A request to `route` (its template, e.g. `/skatev2/spark/{id}/status`) was answered.
     pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
         let mut data = self.data();
-        *data
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let h = data.latency.entry(route.to_owned()).or_default();
+        // Looked up by reference first: a request to a known route allocates nothing.
+        let stats = match data.routes.get_mut(route) {
+            Some(stats) => stats,
+            None => data.routes.entry(route.to_owned()).or_default(),
+        };
+        match stats
+            .answers
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => stats.answers.push((method.to_owned(), status, 1)),
+        }
+        let h = &mut stats.latency;
         if h.counts.is_empty() {
             h.counts = vec![0; BUCKETS.len()];
         }
@@ -125,15 +140,18 @@ impl Metrics {
             );
         }
         out.push_str("# HELP bpg_gateway_requests_total Requests by method, route and status.\n# TYPE bpg_gateway_requests_total counter\n");
-        for ((method, route, status), n) in &data.requests {
-            let _ = writeln!(
-                out,
-                "bpg_gateway_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        for (route, stats) in &data.routes {
+            for (method, status, n) in &stats.answers {
+                let _ = writeln!(
+                    out,
+                    "bpg_gateway_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
         }
         out.push_str("# HELP bpg_gateway_request_duration_seconds Request latency by route.\n# TYPE bpg_gateway_request_duration_seconds histogram\n");
-        for (route, h) in &data.latency {
+        for (route, stats) in &data.routes {
+            let h = &stats.latency;
             let route = escape(route);
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
