@@ -31,6 +31,27 @@ pub const NO_LOGS_NOTICE: &str = "Cannot find matched log files.";
 const MAX_FOLLOW_ERRORS: u32 = 5;
 
 /// Builds a [`BpgClient`]. Start with [`BpgClient::builder`].
+///
+/// A builder is a plain value: clone it to build several clients with the same options, hand it
+/// to code that adds its own (`bpg_backends::gateway::GatewayConfig` wraps one), and read back
+/// what is set with [`BpgClientBuilder::url`] and the `get_*` accessors. Its `Debug` never shows
+/// secrets.
+///
+/// ```
+/// use std::time::Duration;
+/// use bpg_client::{Auth, BpgClient};
+///
+/// let builder = BpgClient::builder("https://gateway.internal")
+///     .auth(Auth::basic("airflow", "hunter2"))
+///     .request_timeout(Duration::from_secs(20));
+/// assert_eq!(builder.url(), "https://gateway.internal");
+/// assert_eq!(builder.get_request_timeout(), Duration::from_secs(20));
+/// assert_eq!(builder.get_auth().user(), Some("airflow"));
+/// assert!(!format!("{builder:?}").contains("hunter2"));
+/// let client = builder.clone().build()?;
+/// assert_eq!(client.base_url().as_str(), "https://gateway.internal/skatev2");
+/// # Ok::<(), bpg_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct BpgClientBuilder {
     url: String,
@@ -54,7 +75,58 @@ impl fmt::Debug for BpgClientBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("retry", &self.retry)
             .field("ca_bundles", &self.ca_bundles.len())
-            .finish_non_exhaustive()
+            .field("client_version", &self.client_version)
+            .field("log_poll_interval", &self.log_poll_interval)
+            .finish()
+    }
+}
+
+/// What is set, for code that wraps a builder. (The setters take the plain names.)
+impl BpgClientBuilder {
+    /// The gateway URL as given to [`BpgClient::builder`] (its path, if any, is the context path
+    /// unless [`BpgClientBuilder::context_path`] overrides it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The context path set with [`BpgClientBuilder::context_path`], if any.
+    pub fn get_context_path(&self) -> Option<&str> {
+        self.context_path.as_deref()
+    }
+
+    /// The credentials set with [`BpgClientBuilder::auth`] ([`Auth::None`] by default).
+    pub fn get_auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The connect timeout.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The request timeout.
+    pub fn get_request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The retry policy of idempotent requests.
+    pub fn get_retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The extra CA bundles (PEM), in the order given.
+    pub fn get_ca_bundles(&self) -> &[Vec<u8>] {
+        &self.ca_bundles
+    }
+
+    /// The `Client-Version` header value.
+    pub fn get_client_version(&self) -> &str {
+        &self.client_version
+    }
+
+    /// The pause between status checks of a followed log stream.
+    pub fn get_log_poll_interval(&self) -> Duration {
+        self.log_poll_interval
     }
 }
 

@@ -45,11 +45,11 @@ async fn credentials_never_reach_logs_debug_or_errors() {
         .backoff_between(Duration::from_millis(1), Duration::from_millis(1));
     let mut rendered = String::new();
     for auth in [Auth::basic("alice", "pa55-w0rd"), Auth::bearer("pa55-w0rd")] {
-        let client = BpgClient::builder(server.uri())
+        let builder = BpgClient::builder(server.uri())
             .auth(auth)
-            .retry(retry.clone())
-            .build()
-            .unwrap();
+            .retry(retry.clone());
+        let _ = write!(rendered, "{builder:?} ");
+        let client = builder.build().unwrap();
         let error = client.status(ID).await.unwrap_err();
         let _ = write!(rendered, "{error} {error:?} {client:?}");
     }

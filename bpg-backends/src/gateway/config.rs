@@ -4,29 +4,45 @@
 use std::fmt;
 use std::time::Duration;
 
-use bpg_client::{Auth, BpgClient, RetryPolicy};
+use bpg_client::{Auth, BpgClient, BpgClientBuilder, RetryPolicy};
 use bpg_core::{Error, Result};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The backend name when none is set.
 pub const DEFAULT_NAME: &str = "gateway";
 
-/// Configuration of one [`GatewayBackend`](super::GatewayBackend): the gateway URL (with its context
-/// path), the user and a secret, and the client's timings.
+/// Configuration of one [`GatewayBackend`](super::GatewayBackend): its name, the
+/// [`BpgClientBuilder`] of its client (URL and context path, timeouts, retries, TLS roots, log
+/// poll interval: every client option, with the client's defaults), and the credentials.
 ///
 /// Credentials never come from a URL (URLs end up in logs and run records): the URL may carry the
 /// user name, the password or token is set with [`GatewayConfig::password`] or
-/// [`GatewayConfig::token`] from wherever the secret lives.
+/// [`GatewayConfig::token`] from wherever the secret lives. The parts arrive separately and are
+/// combined into the client's [`Auth`] when the client is built ([`GatewayConfig::auth`]).
 ///
 /// ```
+/// use std::time::Duration;
 /// use bpg_backends::gateway::GatewayConfig;
 /// use secrecy::SecretString;
 ///
 /// let config = GatewayConfig::from_url("bpg+https://airflow@gateway.internal/skatev2")?
-///     .password(SecretString::from("from-a-secret-store"));
-/// assert_eq!(config.url, "https://gateway.internal/skatev2");
+///     .password(SecretString::from("from-a-secret-store"))
+///     .request_timeout(Duration::from_secs(5));
+/// assert_eq!(config.url(), "https://gateway.internal/skatev2");
 /// assert_eq!(config.user.as_deref(), Some("airflow"));
+/// assert_eq!(config.builder.get_request_timeout(), Duration::from_secs(5));
 /// assert!(!format!("{config:?}").contains("from-a-secret-store"));
+/// # Ok::<(), bpg_core::Error>(())
+/// ```
+///
+/// Options the conveniences below do not cover are set on the builder itself:
+///
+/// ```
+/// use bpg_backends::gateway::GatewayConfig;
+///
+/// let mut config = GatewayConfig::from_url("bpg+https://airflow@gateway.internal")?.name("bpg");
+/// config.builder = config.builder.client_version("airflow-provider/1.0");
+/// assert_eq!(config.builder.get_client_version(), "airflow-provider/1.0");
 /// # Ok::<(), bpg_core::Error>(())
 /// ```
 #[derive(Clone)]
@@ -34,27 +50,16 @@ pub const DEFAULT_NAME: &str = "gateway";
 pub struct GatewayConfig {
     /// The backend's name (its connection name). Default `gateway`.
     pub name: String,
-    /// `http(s)://host[:port][/context-path]`; without a path the client uses `/skatev2`.
-    pub url: String,
-    /// Overrides the URL's path as the context path (`/apiv2` for older gateways).
-    pub context_path: Option<String>,
+    /// The client's options. Its URL is `http(s)://host[:port][/context-path]`; without a path the
+    /// client uses `/skatev2`. Its [`Auth`] is used only when none of `user`, `password` and
+    /// `token` is set.
+    pub builder: BpgClientBuilder,
     /// The user BPG sees (Basic auth user, or the `User-Account` header without a password).
     pub user: Option<String>,
     /// Basic-auth password (BPG ignores it; a proxy in front may not).
     pub password: Option<SecretString>,
     /// Bearer token, for gateways behind an authenticating proxy.
     pub token: Option<SecretString>,
-    /// Time to establish a connection. Default 10 s.
-    pub connect_timeout: Duration,
-    /// Deadline of one request (for streamed logs: of the response headers). Default 30 s.
-    pub request_timeout: Duration,
-    /// Retries of idempotent requests (status, logs, mySubmissions, delete). Submits are never
-    /// retried blindly: the backend looks for the first one instead.
-    pub retry: RetryPolicy,
-    /// Pause between status checks while following a log. Default 1 s.
-    pub log_poll_interval: Duration,
-    /// Extra CA certificates (PEM bundles) to trust.
-    pub ca_bundles: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for GatewayConfig {
@@ -62,35 +67,29 @@ impl fmt::Debug for GatewayConfig {
         let secret = |s: &Option<SecretString>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("GatewayConfig")
             .field("name", &self.name)
-            .field("url", &self.url)
-            .field("context_path", &self.context_path)
+            .field("builder", &self.builder)
             .field("user", &self.user)
             .field("password", &secret(&self.password))
             .field("token", &secret(&self.token))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("retry", &self.retry)
-            .field("log_poll_interval", &self.log_poll_interval)
-            .field("ca_bundles", &self.ca_bundles.len())
             .finish()
     }
 }
 
 impl GatewayConfig {
-    /// A gateway at `url` (`https://host/skatev2`), no credentials, default timings.
+    /// A gateway at `url` (`https://host/skatev2`), no credentials, the client's default options.
     pub fn new(url: impl Into<String>) -> Self {
+        GatewayConfig::from_builder(BpgClient::builder(url))
+    }
+
+    /// A gateway reached with a client `builder` already set up (for example
+    /// `MockGateway::client_builder`), under the default name and without further credentials.
+    pub fn from_builder(builder: BpgClientBuilder) -> Self {
         GatewayConfig {
             name: DEFAULT_NAME.to_owned(),
-            url: url.into(),
-            context_path: None,
+            builder,
             user: None,
             password: None,
             token: None,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            log_poll_interval: Duration::from_secs(1),
-            ca_bundles: Vec::new(),
         }
     }
 
@@ -101,7 +100,7 @@ impl GatewayConfig {
     /// ```
     /// use bpg_backends::gateway::GatewayConfig;
     /// let c = GatewayConfig::from_url("bpg+http://127.0.0.1:8080/apiv2")?;
-    /// assert_eq!((c.url.as_str(), c.user), ("http://127.0.0.1:8080/apiv2", None));
+    /// assert_eq!((c.url(), c.user.as_deref()), ("http://127.0.0.1:8080/apiv2", None));
     /// let err = GatewayConfig::from_url("bpg+https://bob:hunter2@gw/skatev2").unwrap_err();
     /// assert!(!err.to_string().contains("hunter2"));
     /// # Ok::<(), bpg_core::Error>(())
@@ -160,15 +159,14 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The gateway's `http(s)://` URL (the builder's).
+    pub fn url(&self) -> &str {
+        self.builder.url()
+    }
+
     /// Sets the backend name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
-        self
-    }
-
-    /// Sets the context path (overrides the URL's path).
-    pub fn context_path(mut self, path: impl Into<String>) -> Self {
-        self.context_path = Some(path.into());
         self
     }
 
@@ -190,38 +188,47 @@ impl GatewayConfig {
         self
     }
 
-    /// Sets the connect timeout.
+    /// Sets the context path (overrides the URL's path): [`BpgClientBuilder::context_path`].
+    pub fn context_path(mut self, path: impl Into<String>) -> Self {
+        self.builder = self.builder.context_path(path);
+        self
+    }
+
+    /// Sets the connect timeout: [`BpgClientBuilder::connect_timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.builder = self.builder.connect_timeout(timeout);
         self
     }
 
-    /// Sets the request timeout.
+    /// Sets the request timeout: [`BpgClientBuilder::request_timeout`].
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.builder = self.builder.request_timeout(timeout);
         self
     }
 
-    /// Sets the retry policy of idempotent requests.
+    /// Sets the retry policy of idempotent requests: [`BpgClientBuilder::retry`]. Submits are
+    /// never retried blindly: the backend looks for the first one instead.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.builder = self.builder.retry(retry);
         self
     }
 
-    /// Sets the status poll interval of followed logs.
+    /// Sets the status poll interval of followed logs: [`BpgClientBuilder::log_poll_interval`].
     pub fn log_poll_interval(mut self, interval: Duration) -> Self {
-        self.log_poll_interval = interval;
+        self.builder = self.builder.log_poll_interval(interval);
         self
     }
 
-    /// Trusts the CA certificates of a PEM bundle in addition to the system's roots.
+    /// Trusts the CA certificates of a PEM bundle in addition to the system's roots:
+    /// [`BpgClientBuilder::ca_bundle_pem`].
     pub fn ca_bundle_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_bundles.push(pem.into());
+        self.builder = self.builder.ca_bundle_pem(pem);
         self
     }
 
     /// The credentials sent: a token as `Bearer`; a user with a password as Basic; a user alone
-    /// as the `User-Account` header (BPG's header for callers authenticated by a sidecar).
+    /// as the `User-Account` header (BPG's header for callers authenticated by a sidecar); with
+    /// none of them, the builder's own [`Auth`].
     pub fn auth(&self) -> Result<Auth> {
         match (&self.user, &self.password, &self.token) {
             (_, Some(_), Some(_)) => Err(Error::config(format!(
@@ -238,30 +245,23 @@ impl GatewayConfig {
                 self.name
             ))),
             (Some(user), None, None) => Ok(Auth::user_account(user.clone())),
-            (None, None, None) => Ok(Auth::None),
+            (None, None, None) => Ok(self.builder.get_auth().clone()),
         }
     }
 
     /// Builds the [`BpgClient`] this configuration describes.
     pub fn client(&self) -> Result<BpgClient> {
-        let mut builder = BpgClient::builder(self.url.clone())
-            .auth(self.auth()?)
-            .connect_timeout(self.connect_timeout)
-            .request_timeout(self.request_timeout)
-            .retry(self.retry.clone())
-            .log_poll_interval(self.log_poll_interval);
-        if let Some(path) = &self.context_path {
-            builder = builder.context_path(path.clone());
-        }
-        for pem in &self.ca_bundles {
-            builder = builder.ca_bundle_pem(pem.clone());
-        }
-        builder.build().map_err(|e| match e {
-            Error::Config { message } => {
-                Error::config(format!("gateway `{}`: {message}", self.name))
-            }
-            other => other,
-        })
+        let auth = self.auth()?;
+        self.builder
+            .clone()
+            .auth(auth)
+            .build()
+            .map_err(|e| match e {
+                Error::Config { message } => {
+                    Error::config(format!("gateway `{}`: {message}", self.name))
+                }
+                other => other,
+            })
     }
 }
 
@@ -302,7 +302,7 @@ mod tests {
         ];
         for (input, url, user) in cases {
             let config = GatewayConfig::from_url(input).unwrap();
-            assert_eq!(config.url, url, "{input}");
+            assert_eq!(config.url(), url, "{input}");
             assert_eq!(config.user.as_deref(), user, "{input}");
             assert_eq!(config.name, DEFAULT_NAME);
         }
@@ -365,6 +365,63 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(debug.contains("alice"), "{debug}");
+        assert!(debug.contains("request_timeout"), "{debug}");
+
+        // Nor the secrets of an Auth set on the wrapped builder.
+        for auth in [
+            Auth::basic("bob", "s3cret-basic"),
+            Auth::bearer("s3cret-bearer"),
+        ] {
+            let config = GatewayConfig::from_builder(BpgClient::builder("https://gw").auth(auth));
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn client_options_live_in_the_wrapped_builder() {
+        let config = GatewayConfig::from_url("bpg+https://alice@gw/skatev2")
+            .unwrap()
+            .name("analytics")
+            .context_path("/apiv2")
+            .connect_timeout(Duration::from_secs(3))
+            .request_timeout(Duration::from_secs(4))
+            .retry(RetryPolicy::none())
+            .log_poll_interval(Duration::from_millis(50))
+            .ca_bundle_pem(b"pem".to_vec());
+        let builder = &config.builder;
+        assert_eq!(builder.url(), "https://gw/skatev2");
+        assert_eq!(builder.get_context_path(), Some("/apiv2"));
+        assert_eq!(builder.get_connect_timeout(), Duration::from_secs(3));
+        assert_eq!(builder.get_request_timeout(), Duration::from_secs(4));
+        assert_eq!(builder.get_retry(), &RetryPolicy::none());
+        assert_eq!(builder.get_log_poll_interval(), Duration::from_millis(50));
+        assert_eq!(builder.get_ca_bundles().len(), 1);
+        // The defaults are the client's.
+        let defaults = GatewayConfig::new("https://gw");
+        let client_defaults = BpgClient::builder("https://gw");
+        assert_eq!(
+            format!("{:?}", defaults.builder),
+            format!("{client_defaults:?}")
+        );
+        let client = GatewayConfig::new("https://gw")
+            .context_path("/apiv2")
+            .client()
+            .unwrap();
+        assert_eq!(client.base_url().as_str(), "https://gw/apiv2");
+    }
+
+    #[test]
+    fn the_builders_auth_is_used_when_no_credentials_are_set() {
+        let builder = BpgClient::builder("https://gw").auth(Auth::user_account("svc"));
+        let config = GatewayConfig::from_builder(builder);
+        assert!(matches!(config.auth().unwrap(), Auth::UserAccount(u) if u == "svc"));
+        assert_eq!(config.client().unwrap().auth().user(), Some("svc"));
+        // Credentials set on the config win.
+        let config = config.user("alice");
+        assert_eq!(config.client().unwrap().auth().user(), Some("alice"));
     }
 
     #[test]
