@@ -1,7 +1,8 @@
 //! bpg-gateway: what a gateway in front of many clusters costs.
 //!
 //! - `gateway/store/submit`: one durable submission record (SQLite file, WAL, one transaction).
-//!   Goal: 1,000/s.
+//!   Goal: 1,000/s. `gateway/store_postgres/*`: the same on PostgreSQL, when
+//!   `BPG_TEST_POSTGRES_URL` names a server.
 //! - `gateway/http/submit`: a whole `POST /spark` over loopback HTTP on a simulated cluster
 //!   (parse, route, record, create), one at a time. Goal: p99 under 20 ms.
 //! - `gateway/http/batch_status_10k`: `POST /spark/statuses` for 10,000 live submissions.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpg_core::{AppType, Backend, SimBackend, SparkJob};
-use bpg_gateway::store::{Store, SubmissionRecord};
+use bpg_gateway::store::{SqliteStore, SubmissionRecord, SubmissionStore};
 use bpg_gateway::{Gateway, Settings};
 use bpg_router::RoutingRules;
 use criterion::{Criterion, Throughput};
@@ -37,7 +38,7 @@ fn job() -> SparkJob {
 }
 
 /// A served gateway over one simulated cluster, `live` submissions already running on it.
-async fn gateway(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
+async fn gateway(store: Arc<dyn SubmissionStore>, live: usize) -> (Gateway, String, Vec<String>) {
     let mut ids = Vec::with_capacity(live);
     for i in 0..live {
         let id = format!("analytics-{i:032x}");
@@ -49,6 +50,7 @@ async fn gateway(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
                 "bench",
                 job(),
             ))
+            .await
             .expect("recorded");
         ids.push(id);
     }
@@ -90,10 +92,35 @@ async fn gateway(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
 }
 
 fn store_group(c: &mut Criterion) {
+    let rt = runtime();
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open(dir.path().join("bench.db")).expect("store");
+    let sqlite: Arc<dyn SubmissionStore> =
+        Arc::new(SqliteStore::open(dir.path().join("bench.db")).expect("store"));
+    store_benches(c, &rt, "gateway/store", &sqlite);
+    // The same on PostgreSQL when a server is given (as `.ci/run` gives the tests one).
+    match std::env::var("BPG_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            let schema = format!("bpg_bench_{}", std::process::id());
+            let pg: Arc<dyn SubmissionStore> = Arc::new(
+                rt.block_on(bpg_gateway::store::PostgresStore::connect_in_schema(
+                    &url, &schema,
+                ))
+                .expect("postgres store"),
+            );
+            store_benches(c, &rt, "gateway/store_postgres", &pg);
+        }
+        Err(_) => println!("gateway/store_postgres: skipped, BPG_TEST_POSTGRES_URL is not set"),
+    }
+}
+
+fn store_benches(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group: &str,
+    store: &Arc<dyn SubmissionStore>,
+) {
     let mut n = 0u64;
-    let mut g = c.benchmark_group("gateway/store");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     g.bench_function("submit", |b| {
         b.iter(|| {
@@ -106,7 +133,7 @@ fn store_group(c: &mut Criterion) {
                 job(),
             )
             .with_dedupe("bench", &n.to_string());
-            store.insert(&record).expect("recorded");
+            rt.block_on(store.insert(&record)).expect("recorded");
         })
     });
     let ids: Vec<String> = (1..=10_000u64)
@@ -115,7 +142,7 @@ fn store_group(c: &mut Criterion) {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     g.throughput(Throughput::Elements(10_000));
     g.bench_function("get_many_10k", |b| {
-        b.iter(|| store.get_many(&refs).expect("read"))
+        b.iter(|| rt.block_on(store.get_many(&refs)).expect("read"))
     });
     g.finish();
 }
@@ -124,7 +151,7 @@ fn http_group(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("dir");
     let (_gateway, url, ids) = rt.block_on(gateway(
-        Store::open(dir.path().join("g.db")).expect("store"),
+        Arc::new(SqliteStore::open(dir.path().join("g.db")).expect("store")),
         10_000,
     ));
     let client = reqwest::Client::new();
@@ -230,7 +257,7 @@ fn load() {
     let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("dir");
-        let (gateway, url, ids) = gateway(Store::open(dir.path().join("load.db")).expect("store"), 10_000).await;
+        let (gateway, url, ids) = gateway(Arc::new(SqliteStore::open(dir.path().join("load.db")).expect("store")), 10_000).await;
         let status_urls: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| format!("{url}/spark/{id}/status")).collect());
         let hello = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
@@ -247,11 +274,11 @@ fn load() {
 
         // 100,000 stored submissions (ended), 10,000 of them still running: the process's RSS.
         let before = rss_mb();
-        let store = Store::open(dir.path().join("big.db")).expect("store");
+        let store = Arc::new(SqliteStore::open(dir.path().join("big.db")).expect("store"));
         for i in 0..100_000u64 {
             let id = format!("analytics-{:032x}", i + 1_000_000);
-            store.insert(&SubmissionRecord::new(id.clone(), "analytics", "analytics", "bench", job())).expect("recorded");
-            store.set_rejected(&id, "ended").expect("ended");
+            store.insert(&SubmissionRecord::new(id.clone(), "analytics", "analytics", "bench", job())).await.expect("recorded");
+            store.set_rejected(&id, "ended").await.expect("ended");
         }
         let (big, _, _) = gateway_with(store, 10_000).await;
         println!("  RSS: {before:.0} MB before, {:.0} MB with 100,000 stored and 10,000 live submissions", rss_mb());
@@ -259,7 +286,10 @@ fn load() {
     });
 }
 
-async fn gateway_with(store: Store, live: usize) -> (Gateway, String, Vec<String>) {
+async fn gateway_with(
+    store: Arc<dyn SubmissionStore>,
+    live: usize,
+) -> (Gateway, String, Vec<String>) {
     gateway(store, live).await
 }
 

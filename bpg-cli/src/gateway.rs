@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bpg_gateway::Store;
 use bpg_gateway::config::GatewayConfig;
 
 use crate::failure::{Failure, render};
@@ -14,7 +13,7 @@ use crate::failure::{Failure, render};
 pub struct GatewayArgs {
     pub config: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
-    pub state: PathBuf,
+    pub state: String,
     pub quiet: bool,
 }
 
@@ -42,12 +41,16 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
             "bpg: error: refusing to listen on {listen}: this gateway has no users configured (development mode: any user name is accepted), so it only listens on loopback; configure allowed users, or listen on 127.0.0.1"
         )));
     }
-    let store = Store::open(&args.state).map_err(|e| Failure::from_error("gateway state", e))?;
+    let store = bpg_gateway::store::open(&args.state)
+        .await
+        .map_err(|e| Failure::from_error("gateway state", e))?;
+    let location = store.location();
     let mut config = config;
     if config.settings.upload_dir.is_none() {
-        let dir = args
-            .state
-            .parent()
+        // Beside the SQLite file; in the working directory when the state is on a server.
+        let dir = Some(std::path::Path::new(&args.state))
+            .filter(|_| !bpg_gateway::store::is_postgres_url(&args.state))
+            .and_then(|p| p.parent())
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
         config.settings.upload_dir = Some(dir.join("bpg-uploads"));
@@ -71,7 +74,7 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
         eprintln!(
             "bpg gateway listening on http://{bound}{context_path} (clusters: {}; state: {})",
             clusters.join(", "),
-            args.state.display()
+            location
         );
         if dev_mode {
             eprintln!(

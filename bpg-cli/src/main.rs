@@ -204,9 +204,10 @@ enum Command {
         /// Address to listen on (default: the config's, else 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// SQLite file of the submissions (created if missing).
+        /// Where submissions are kept: a SQLite file (created if missing), or a
+        /// postgres://user:password@host/db URL that several gateway replicas share.
         #[arg(long, default_value = "bpg-gateway.db")]
-        state: PathBuf,
+        state: String,
     },
     /// Draw a pipeline's task graph.
     Graph {

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::openapi;
 use crate::service::{Dispatched, Inner, bpg_state};
-use crate::store::{Phase, SubmissionRecord};
+use crate::store::{Phase, SubmissionRecord, SubmissionStoreExt};
 
 type Shared = State<Arc<Inner>>;
 
@@ -174,11 +174,12 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The record of `id`: 400 for a malformed id, 404 for an unknown or deleted one.
-fn lookup(inner: &Inner, id: &str) -> Result<SubmissionRecord, ApiError> {
+async fn lookup(inner: &Inner, id: &str) -> Result<SubmissionRecord, ApiError> {
     ids::check_shape(id).map_err(ApiError::bad_request)?;
     let record = inner
         .store
-        .get(id)?
+        .get(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
     if record.phase == Phase::Deleted {
         return Err(ApiError::not_found(format!(
@@ -351,7 +352,7 @@ async fn submit(
     if let Some(key) = &key {
         record = record.with_dedupe(&proxy_user, key);
     }
-    if let Some(existing) = inner.store.insert(&record)? {
+    if let Some(existing) = inner.store.insert(&record).await? {
         inner
             .metrics
             .submission(&existing.cluster, existing.queue.as_deref(), "duplicate");
@@ -472,7 +473,7 @@ async fn status(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    let record = lookup(&inner, &id).await?;
     Ok(Json(Value::Object(status_fields(&inner, &record))))
 }
 
@@ -497,7 +498,7 @@ async fn spec(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    let record = lookup(&inner, &id).await?;
     Ok(Json(spec_value(&record)))
 }
 
@@ -507,7 +508,7 @@ async fn driver(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    let record = lookup(&inner, &id).await?;
     let started = record.started_ms.or_else(|| {
         inner
             .live_status(&id)
@@ -536,14 +537,14 @@ async fn describe(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Response, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    let record = lookup(&inner, &id).await?;
     let mut text = String::from("--- Spark Spec ---\n");
     text.push_str(&serde_saphyr::to_string(&spec_value(&record)).unwrap_or_default());
     if !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str("--- Spark Application Events ---\n");
-    for e in inner.store.events(&id)? {
+    for e in inner.store.events(&id).await? {
         text.push_str(&format!(
             "{} {} {}\n",
             format_time(e.at_ms),
@@ -570,7 +571,7 @@ async fn explain(
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id)?;
+    let record = lookup(&inner, &id).await?;
     let status = status_fields(&inner, &record);
     let waiting = inner.waiting_for(&record);
     let decision = record.decision.clone().unwrap_or(Value::Null);
@@ -614,7 +615,8 @@ async fn delete_submission(
     ids::check_shape(&id).map_err(ApiError::bad_request)?;
     let record = inner
         .store
-        .get(&id)?
+        .get(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
     // Deleting twice is not an error, as in BPG.
     if record.phase == Phase::Deleted {
@@ -632,7 +634,7 @@ async fn delete_submission(
             .cancel(&JobId::new(backend_id.clone()))
             .await?;
     }
-    inner.store.set_deleted(&id, &user)?;
+    inner.store.set_deleted(&id, &user).await?;
     tracing::info!(submission = %id, user = %user, "submission deleted");
     Ok(Json(json!({ "submissionId": id })))
 }
@@ -641,7 +643,8 @@ async fn my_submissions(State(inner): Shared, headers: HeaderMap) -> Result<Json
     let user = caller(&inner, &headers)?;
     let items: Vec<Value> = inner
         .store
-        .by_user(&user)?
+        .by_user(&user)
+        .await?
         .iter()
         .filter(|r| r.phase != Phase::Deleted)
         .map(|r| summary(&inner, r))
@@ -664,7 +667,8 @@ async fn admin_submissions(
     let mut body = String::new();
     for r in inner
         .store
-        .all(q.name.as_deref().filter(|n| !n.is_empty()))?
+        .all(q.name.as_deref().filter(|n| !n.is_empty()))
+        .await?
     {
         body.push_str(&summary(&inner, &r).to_string());
         body.push('\n');
@@ -710,7 +714,7 @@ async fn batch_status(
     let mut found: std::collections::HashMap<&str, SubmissionRecord> = shaped
         .iter()
         .copied()
-        .zip(inner.store.get_many(&shaped)?)
+        .zip(inner.store.get_many(&shaped).await?)
         .filter_map(|(id, r)| r.map(|r| (id, r)))
         .collect();
     for id in &request.submission_ids {
@@ -718,6 +722,7 @@ async fn batch_status(
             Some(r) if r.phase != Phase::Deleted => Value::Object(status_fields(&inner, &r)),
             _ => {
                 let e = lookup(&inner, id)
+                    .await
                     .err()
                     .unwrap_or_else(|| ApiError::not_found(format!("Application {id} not found")));
                 json!({"error": {"code": e.status.as_u16(), "message": e.message}})
@@ -749,11 +754,9 @@ async fn log(
     let sub_id = q.sub_id.filter(|s| !s.is_empty());
     let app_id = q.app_id.filter(|s| !s.is_empty());
     let record = match (sub_id, app_id) {
-        (Some(id), _) => lookup(&inner, &id)?,
+        (Some(id), _) => lookup(&inner, &id).await?,
         (None, Some(app_id)) => {
-            let found = inner.store.all(None)?.into_iter().find(|r| {
-                r.spark_app_id.as_deref() == Some(app_id.as_str()) && r.phase != Phase::Deleted
-            });
+            let found = inner.store.by_spark_app_id(&app_id).await?;
             found.ok_or_else(|| {
                 ApiError::not_found(format!("no submission has Spark application id {app_id}"))
             })?
@@ -945,7 +948,7 @@ async fn healthcheck(State(inner): Shared, headers: HeaderMap) -> Result<Json<Va
 /// Unauthenticated liveness and readiness: the store answers and clusters are configured.
 async fn health(State(inner): Shared) -> Response {
     let mut checks = BTreeMap::new();
-    let store = inner.store.count();
+    let store = inner.store.count().await;
     checks.insert(
         "store",
         json!({"healthy": store.is_ok(), "message": store.err().map(|e| e.to_string())}),

@@ -62,7 +62,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::service::{ClusterSettings, Settings, SparkImage};
-use crate::{Gateway, GatewayBuilder, Store};
+use crate::{Gateway, GatewayBuilder, SubmissionStore};
 
 /// Which kind of file a configuration is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -776,7 +776,10 @@ default: {clusters: [analytics]}
 
     /// A builder for the gateway this configuration describes, over `store`: every cluster's
     /// backend is built (Kubernetes clients from `masterUrl`s, connections from their URLs).
-    pub async fn builder(self, store: Store) -> bpg_core::Result<GatewayBuilder> {
+    pub async fn builder(
+        self,
+        store: Arc<dyn SubmissionStore>,
+    ) -> bpg_core::Result<GatewayBuilder> {
         let mut builder = Gateway::builder(self.rules)
             .settings(self.settings)
             .store(store)

@@ -5,7 +5,7 @@
 //! and bpg's own [`GatewayBackend`](bpg_backends::gateway::GatewayBackend). Jobs are routed by
 //! [`bpg_router`] rules with their isolation constraints enforced on every submit (a pinned
 //! `clusterId` included); clusters are connections (`k8s://`, `emr://`, `local://`, `sim://`,
-//! another `bpg+https://` gateway); submissions are recorded in a SQLite [`store`] before the
+//! another `bpg+https://` gateway); submissions are recorded in a [`store`] (SQLite, or PostgreSQL for replicas) before the
 //! cluster is called, so a crash neither loses nor duplicates an application.
 //!
 //! It keeps BPG's wire contract (bodies, content types, error bodies, status codes) and fixes
@@ -82,7 +82,7 @@ use bpg_router::RoutingRules;
 pub use api::{AIRFLOW_SYSTEM_ACCOUNT, EXTENSIONS, MAX_BATCH};
 pub use error::ApiError;
 pub use service::{ClusterSettings, Settings, SparkImage};
-pub use store::Store;
+pub use store::{SqliteStore, SubmissionStore};
 
 use service::Inner;
 
@@ -98,7 +98,7 @@ pub struct GatewayBuilder {
     backends: BTreeMap<String, Arc<dyn Backend>>,
     connections: Option<Arc<dyn Connections>>,
     settings: Settings,
-    store: Option<Store>,
+    store: Option<Arc<dyn SubmissionStore>>,
     dev_mode: bool,
     seed: Option<u64>,
 }
@@ -132,8 +132,8 @@ impl GatewayBuilder {
         self
     }
 
-    /// The store (default: in memory).
-    pub fn store(mut self, store: Store) -> Self {
+    /// The store (default: SQLite in memory).
+    pub fn store(mut self, store: Arc<dyn SubmissionStore>) -> Self {
         self.store = Some(store);
         self
     }
@@ -192,7 +192,7 @@ impl GatewayBuilder {
         }
         let store = match self.store {
             Some(s) => s,
-            None => Store::in_memory()?,
+            None => Arc::new(SqliteStore::in_memory()?),
         };
         let inner = Arc::new(Inner::new(
             self.settings,
@@ -202,7 +202,7 @@ impl GatewayBuilder {
             self.dev_mode,
             self.seed,
         ));
-        let resumed = inner.reconcile()?;
+        let resumed = inner.reconcile().await?;
         if resumed > 0 {
             tracing::info!(
                 submissions = resumed,
@@ -233,7 +233,7 @@ impl Gateway {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn SubmissionStore> {
         &self.inner.store
     }
 

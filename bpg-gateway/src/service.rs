@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{Phase, Store, SubmissionRecord};
+use crate::store::{Phase, StateChange, SubmissionRecord, SubmissionStore, SubmissionStoreExt};
 
 /// One `sparkImages` entry: the image for jobs of these types and this Spark version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -165,7 +165,7 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub rules: Arc<RoutingRules>,
     pub clusters: BTreeMap<String, Cluster>,
-    pub store: Store,
+    pub store: Arc<dyn SubmissionStore>,
     /// Latest status of live applications, by submission id.
     live: Mutex<HashMap<String, JobStatus>>,
     rng: Mutex<StdRng>,
@@ -264,7 +264,7 @@ impl Inner {
         settings: Settings,
         rules: Arc<RoutingRules>,
         clusters: BTreeMap<String, Cluster>,
-        store: Store,
+        store: Arc<dyn SubmissionStore>,
         dev_mode: bool,
         seed: Option<u64>,
     ) -> Inner {
@@ -360,7 +360,7 @@ impl Inner {
         };
         let Some(cluster) = self.clusters.get(&record.cluster) else {
             let message = format!("cluster {} is no longer configured", record.cluster);
-            let _ = self.store.set_rejected(&record.id, &message);
+            let _ = self.store.set_rejected(&record.id, &message).await;
             tell(Dispatched::Rejected(ApiError::bad_request(message)));
             return;
         };
@@ -381,7 +381,7 @@ impl Inner {
             }
         };
         // Deleted while it waited: nothing to create.
-        if matches!(self.store.get(&record.id), Ok(Some(r)) if r.phase == Phase::Deleted) {
+        if matches!(self.store.get(&record.id).await, Ok(Some(r)) if r.phase == Phase::Deleted) {
             return;
         }
         let key = backend_key(&record.id);
@@ -423,7 +423,7 @@ impl Inner {
                 Err(e) => {
                     let message = e.to_string();
                     tracing::info!(submission = %record.id, cluster = %cluster.id, error = %message, "the cluster refused the submission");
-                    if let Err(e) = self.store.set_rejected(&record.id, &message) {
+                    if let Err(e) = self.store.set_rejected(&record.id, &message).await {
                         tracing::error!(submission = %record.id, error = %e, "cannot record a rejection");
                     }
                     self.metrics
@@ -433,7 +433,11 @@ impl Inner {
                 }
             }
         };
-        if let Err(e) = self.store.set_created(&record.id, submission.id.as_str()) {
+        if let Err(e) = self
+            .store
+            .set_created(&record.id, submission.id.as_str())
+            .await
+        {
             tracing::error!(submission = %record.id, error = %e, "cannot record a created application");
         }
         self.metrics
@@ -475,13 +479,13 @@ impl Inner {
                     previous = Some(raw.clone());
                     let shown = shown_status(raw, &record.job);
                     let done = shown.is_terminal();
-                    self.record_state(&record, &shown, done);
+                    self.record_state(&record, &shown, done).await;
                     if done {
                         break;
                     }
                 }
                 Err(Error::NotFound { .. }) => {
-                    if matches!(self.store.get(&record.id), Ok(Some(r)) if r.phase == Phase::Deleted)
+                    if matches!(self.store.get(&record.id).await, Ok(Some(r)) if r.phase == Phase::Deleted)
                     {
                         break;
                     }
@@ -489,7 +493,7 @@ impl Inner {
                         "the application no longer exists on cluster {} (deleted outside the gateway, or expired)",
                         record.cluster
                     ));
-                    self.record_state(&record, &gone, true);
+                    self.record_state(&record, &gone, true).await;
                     break;
                 }
                 Err(e) => {
@@ -507,19 +511,19 @@ impl Inner {
         drop(permit);
     }
 
-    fn record_state(&self, record: &SubmissionRecord, status: &JobStatus, done: bool) {
+    async fn record_state(&self, record: &SubmissionRecord, status: &JobStatus, done: bool) {
         let terminated = done.then(|| {
             millis(status.finished_at).unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
         });
-        if let Err(e) = self.store.set_state(
-            &record.id,
-            bpg_state(status),
-            status.message.as_deref(),
-            status.spark_application_id.as_deref(),
-            status.attempts,
-            millis(status.started_at),
-            terminated,
-        ) {
+        let change = StateChange {
+            native_state: bpg_state(status),
+            message: status.message.as_deref(),
+            spark_app_id: status.spark_application_id.as_deref(),
+            attempts: status.attempts,
+            started_ms: millis(status.started_at),
+            terminated_ms: terminated,
+        };
+        if let Err(e) = self.store.set_state(&record.id, &change).await {
             tracing::error!(submission = %record.id, error = %e, "cannot record a state change");
         }
         let mut live = self.live();
@@ -533,8 +537,8 @@ impl Inner {
 
     /// Dispatches again what a previous run of the gateway left unanswered, and follows what it
     /// left running.
-    pub(crate) fn reconcile(self: &Arc<Self>) -> bpg_core::Result<usize> {
-        let unfinished = self.store.unfinished()?;
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> bpg_core::Result<usize> {
+        let unfinished = self.store.unfinished().await?;
         let n = unfinished.len();
         for record in unfinished {
             let inner = self.clone();

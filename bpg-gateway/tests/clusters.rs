@@ -14,7 +14,7 @@ use bpg_core::testkit::{self, ConformanceJobs, ConformanceOptions};
 use bpg_core::{
     AppType, Backend, BackendExt, JobId, JobState, SimBackend, SparkJob, SubmitOptions, WaitOptions,
 };
-use bpg_gateway::store::{Store, SubmissionRecord};
+use bpg_gateway::store::{SqliteStore, SubmissionRecord, SubmissionStore};
 use bpg_gateway::{ClusterSettings, Gateway};
 use serde_json::Value;
 
@@ -136,7 +136,7 @@ statusCacheExpireMillis: 100
     );
     let loaded = bpg_gateway::config::GatewayConfig::from_yaml(&config, None).unwrap();
     let gateway = loaded
-        .builder(Store::in_memory().unwrap())
+        .builder(Arc::new(SqliteStore::in_memory().unwrap()))
         .await
         .unwrap()
         .build()
@@ -255,7 +255,7 @@ async fn a_restarted_gateway_adopts_what_its_predecessor_created_and_creates_wha
     // ... and one whose call never went out.
     let fresh_id = "analytics-22222222222222222222222222222222";
     {
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         store
             .insert(&SubmissionRecord::new(
                 adopted_id,
@@ -264,6 +264,7 @@ async fn a_restarted_gateway_adopts_what_its_predecessor_created_and_creates_wha
                 "alice",
                 job.clone(),
             ))
+            .await
             .unwrap();
         store
             .insert(&SubmissionRecord::new(
@@ -273,13 +274,14 @@ async fn a_restarted_gateway_adopts_what_its_predecessor_created_and_creates_wha
                 "alice",
                 job,
             ))
+            .await
             .unwrap();
     }
     let gateway = Gateway::builder(rules())
         .backend("analytics", Arc::new(analytics.clone()))
         .backend("datascience", sim("datascience"))
         .settings(fast_settings())
-        .store(Store::open(&path).unwrap())
+        .store(Arc::new(SqliteStore::open(&path).unwrap()))
         .build()
         .await
         .unwrap();
@@ -299,6 +301,6 @@ async fn a_restarted_gateway_adopts_what_its_predecessor_created_and_creates_wha
     );
     served.stop().await;
     // After a clean stop, everything is readable from the file.
-    let store = Store::open(&path).unwrap();
-    assert!(store.unfinished().unwrap().is_empty());
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.unfinished().await.unwrap().is_empty());
 }

@@ -7,10 +7,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bpg_gateway::config::GatewayConfig;
-use bpg_gateway::store::Store;
+use bpg_gateway::store::SqliteStore;
 use serde_json::Value;
 
 use common::*;
@@ -101,7 +102,7 @@ async fn bpg_operator(
 async fn the_seeds_bpg_operator_runs_the_demo_dag_through_the_gateway() {
     let config = GatewayConfig::from_yaml(BPG_CONFIG, None).unwrap();
     let gateway = config
-        .builder(Store::in_memory().unwrap())
+        .builder(Arc::new(SqliteStore::in_memory().unwrap()))
         .await
         .unwrap()
         .build()

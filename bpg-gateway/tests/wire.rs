@@ -409,6 +409,6 @@ async fn a_body_over_the_limit_is_refused_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(served.gateway.store().count().unwrap(), 0);
+    assert_eq!(served.gateway.store().count().await.unwrap(), 0);
     served.stop().await;
 }

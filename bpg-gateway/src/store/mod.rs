@@ -1,0 +1,393 @@
+//! The gateway's durable record of submissions: [`SubmissionStore`], used as
+//! `Arc<dyn SubmissionStore>`.
+//!
+//! | Store | Feature | For |
+//! |---|---|---|
+//! | [`SqliteStore`] | (always) | one gateway, one file (WAL, versioned migrations); or in memory |
+//! | `PostgresStore` | `postgres` | several gateway replicas sharing state |
+//!
+//! [`open`] picks one from a location: a `postgres://` URL or a file path.
+//!
+//! A submission is recorded **before** its backend call, in phase [`Phase::Queued`], with the
+//! idempotency key that call will carry; the call's answer moves it to [`Phase::Created`] (with the
+//! backend's id) or [`Phase::Rejected`]. A gateway that dies between the two finds the record
+//! queued at start and asks the backend for the key before submitting again, so an application is
+//! neither lost nor created twice.
+//!
+//! A repeated submit from the same user with the same `submissionIdSuffix` (or `Idempotency-Key`
+//! header) hits the unique `dedupe` key and returns the first submission; on PostgreSQL that holds
+//! across replicas, because the database enforces it. A rejected submission gives its key up, so
+//! the user can fix the request and send it again.
+//!
+//! A store of your own implements [`SubmissionStore`] and proves it with the suite of the
+//! `testkit` feature (`bpg_gateway::store::testkit::submission_store_suite`), which every store
+//! here passes.
+//!
+//! ```
+//! use bpg_gateway::store::{Phase, SqliteStore, SubmissionRecord, SubmissionStore, SubmissionStoreExt};
+//! use bpg_core::{AppType, SparkJob};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> bpg_core::Result<()> {
+//! let store = SqliteStore::in_memory()?;
+//! let job = SparkJob::new("pi", AppType::Python, "3.5", "local:///pi.py");
+//! let record = SubmissionRecord::new("analytics-0123456789abcdef0123456789abcdef", "analytics", "sim", "alice", job)
+//!     .with_dedupe("alice", "pi-1");
+//! assert!(store.insert(&record).await?.is_none());
+//! // The same user and suffix again: the first submission comes back.
+//! let mut again = record.clone();
+//! again.id = "analytics-ffffffffffffffffffffffffffffffff".into();
+//! assert_eq!(store.insert(&again).await?.unwrap().id, record.id);
+//! store.set_created(&record.id, "sim-000001").await?;
+//! assert_eq!(store.get(&record.id).await?.unwrap().phase, Phase::Created);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bpg_core::{Error, Result, SparkJob};
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "postgres")]
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Where a submission is in the gateway's own life cycle (the application's state is separate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Recorded; the backend call has not answered yet (waiting for cluster capacity, or in flight).
+    Queued,
+    /// The backend accepted it; `backend_id` is set.
+    Created,
+    /// The backend refused it for good; `message` says why.
+    Rejected,
+    /// Deleted by a user before or after it ran.
+    Deleted,
+}
+
+impl Phase {
+    /// The phase as stored (`queued`, `created`, `rejected`, `deleted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Created => "created",
+            Phase::Rejected => "rejected",
+            Phase::Deleted => "deleted",
+        }
+    }
+
+    /// The phase stored as `s`; anything unknown reads as [`Phase::Queued`], which a starting
+    /// gateway reconciles (asks the backend) rather than trusts.
+    pub fn parse(s: &str) -> Phase {
+        match s {
+            "created" => Phase::Created,
+            "rejected" => Phase::Rejected,
+            "deleted" => Phase::Deleted,
+            _ => Phase::Queued,
+        }
+    }
+}
+
+/// One submission as the gateway recorded it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SubmissionRecord {
+    /// The submission id (`<cluster>-<32 hex>[-<suffix>]`).
+    pub id: String,
+    /// The cluster it was routed to.
+    pub cluster: String,
+    /// The connection that reaches the cluster.
+    pub connection: String,
+    /// The user it runs as (BPG's proxy user).
+    pub user: String,
+    /// The queue it was routed in.
+    pub queue: Option<String>,
+    /// `applicationName`.
+    pub app_name: Option<String>,
+    /// The driver label `dag_name`.
+    pub dag_name: Option<String>,
+    /// `sparkVersion`.
+    pub spark_version: String,
+    /// `<user>\n<key>` when the submit carried a suffix or an `Idempotency-Key`.
+    pub dedupe: Option<String>,
+    /// The job as handed to the backend.
+    pub job: SparkJob,
+    /// The routing decision's explanation (JSON).
+    pub decision: Option<serde_json::Value>,
+    /// Gateway phase.
+    pub phase: Phase,
+    /// The backend's id, once created.
+    pub backend_id: Option<String>,
+    /// The last application state seen (BPG's `applicationState` string).
+    pub native_state: Option<String>,
+    /// The last error or state message.
+    pub message: Option<String>,
+    /// Spark's application id, once known.
+    pub spark_app_id: Option<String>,
+    /// Attempts the cluster made.
+    pub attempts: Option<u32>,
+    /// When the submission was recorded (epoch ms).
+    pub created_ms: i64,
+    /// When the driver started (epoch ms).
+    pub started_ms: Option<i64>,
+    /// When the application ended (epoch ms); set once its state is final.
+    pub terminated_ms: Option<i64>,
+    /// Who deleted it.
+    pub deleted_by: Option<String>,
+}
+
+impl SubmissionRecord {
+    /// A new record in phase [`Phase::Queued`], created now.
+    pub fn new(
+        id: impl Into<String>,
+        cluster: impl Into<String>,
+        connection: impl Into<String>,
+        user: impl Into<String>,
+        job: SparkJob,
+    ) -> Self {
+        SubmissionRecord {
+            id: id.into(),
+            cluster: cluster.into(),
+            connection: connection.into(),
+            user: user.into(),
+            queue: job.queue.clone(),
+            app_name: (!job.name.is_empty()).then(|| job.name.clone()),
+            dag_name: job.label("dag_name").map(str::to_owned),
+            spark_version: job.spark_version.clone(),
+            dedupe: None,
+            job,
+            decision: None,
+            phase: Phase::Queued,
+            backend_id: None,
+            native_state: None,
+            message: None,
+            spark_app_id: None,
+            attempts: None,
+            created_ms: chrono::Utc::now().timestamp_millis(),
+            started_ms: None,
+            terminated_ms: None,
+            deleted_by: None,
+        }
+    }
+
+    /// Makes the record unique per `user` and `key` (a `submissionIdSuffix` or `Idempotency-Key`).
+    pub fn with_dedupe(mut self, user: &str, key: &str) -> Self {
+        self.dedupe = Some(format!("{user}\n{key}"));
+        self
+    }
+
+    /// The first event of every submission: where it was routed.
+    pub(crate) fn routed_message(&self) -> String {
+        format!(
+            "to cluster {} (connection {})",
+            self.cluster, self.connection
+        )
+    }
+}
+
+/// A state change of an application, as `/describe` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// Short reason (`Routed`, `Created`, `RUNNING`, ...).
+    pub reason: String,
+    /// Detail.
+    pub message: String,
+}
+
+/// What [`SubmissionStore::set_state`] records: the application's latest state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateChange<'a> {
+    /// BPG's `applicationState` (empty for a state not yet known).
+    pub native_state: &'a str,
+    /// The state's message; replaces the last one.
+    pub message: Option<&'a str>,
+    /// Spark's application id; kept when `None`.
+    pub spark_app_id: Option<&'a str>,
+    /// Attempts the cluster made; kept when `None`.
+    pub attempts: Option<u32>,
+    /// When the driver started; the first one recorded stays.
+    pub started_ms: Option<i64>,
+    /// When the application ended; `Some` marks the state final.
+    pub terminated_ms: Option<i64>,
+}
+
+impl StateChange<'_> {
+    /// The event reason of this change: the state, or `NEW` before one is known.
+    pub(crate) fn reason(&self) -> &str {
+        if self.native_state.is_empty() {
+            "NEW"
+        } else {
+            self.native_state
+        }
+    }
+}
+
+/// Where the gateway keeps submissions. Object safe: the gateway holds an
+/// `Arc<dyn SubmissionStore>`; conveniences are on [`SubmissionStoreExt`]. Every method is one
+/// atomic change or one consistent read.
+#[async_trait]
+pub trait SubmissionStore: fmt::Debug + Send + Sync {
+    /// Where the store is, for messages: a file path, `in memory`, or a server URL without its
+    /// password.
+    fn location(&self) -> String;
+
+    /// Records a new submission and its `Routed` event. When its dedupe key is taken, nothing is
+    /// written and the submission holding the key is returned.
+    async fn insert(&self, record: &SubmissionRecord) -> Result<Option<SubmissionRecord>>;
+
+    /// Several submissions in one go, in the order asked (`None` for an unknown id).
+    async fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<SubmissionRecord>>>;
+
+    /// A user's submissions, oldest first.
+    async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>>;
+
+    /// Every submission, oldest first; only those named `app_name` when given.
+    async fn all(&self, app_name: Option<&str>) -> Result<Vec<SubmissionRecord>>;
+
+    /// The newest submission not deleted whose Spark application id is `app_id`.
+    async fn by_spark_app_id(&self, app_id: &str) -> Result<Option<SubmissionRecord>>;
+
+    /// Submissions whose backend call may not have finished, or whose application has not ended:
+    /// what a starting gateway reconciles and follows. Oldest first.
+    async fn unfinished(&self) -> Result<Vec<SubmissionRecord>>;
+
+    /// The backend accepted the submission as `backend_id` (only a queued one moves).
+    async fn set_created(&self, id: &str, backend_id: &str) -> Result<()>;
+
+    /// The backend refused the submission for good: it ends `FAILED` with `message`, and gives
+    /// its idempotency key up.
+    async fn set_rejected(&self, id: &str, message: &str) -> Result<()>;
+
+    /// The application's state changed.
+    async fn set_state(&self, id: &str, change: &StateChange<'_>) -> Result<()>;
+
+    /// `user` deleted the submission.
+    async fn set_deleted(&self, id: &str, user: &str) -> Result<()>;
+
+    /// The submission's events, oldest first.
+    async fn events(&self, id: &str) -> Result<Vec<Event>>;
+
+    /// Number of submissions stored.
+    async fn count(&self) -> Result<u64>;
+}
+
+/// Conveniences over any [`SubmissionStore`].
+#[async_trait]
+pub trait SubmissionStoreExt: SubmissionStore {
+    /// One submission.
+    async fn get(&self, id: &str) -> Result<Option<SubmissionRecord>> {
+        Ok(self.get_many(&[id]).await?.pop().flatten())
+    }
+}
+
+impl<S: SubmissionStore + ?Sized> SubmissionStoreExt for S {}
+
+#[async_trait]
+impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    async fn insert(&self, record: &SubmissionRecord) -> Result<Option<SubmissionRecord>> {
+        (**self).insert(record).await
+    }
+    async fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<SubmissionRecord>>> {
+        (**self).get_many(ids).await
+    }
+    async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
+        (**self).by_user(user).await
+    }
+    async fn all(&self, app_name: Option<&str>) -> Result<Vec<SubmissionRecord>> {
+        (**self).all(app_name).await
+    }
+    async fn by_spark_app_id(&self, app_id: &str) -> Result<Option<SubmissionRecord>> {
+        (**self).by_spark_app_id(app_id).await
+    }
+    async fn unfinished(&self) -> Result<Vec<SubmissionRecord>> {
+        (**self).unfinished().await
+    }
+    async fn set_created(&self, id: &str, backend_id: &str) -> Result<()> {
+        (**self).set_created(id, backend_id).await
+    }
+    async fn set_rejected(&self, id: &str, message: &str) -> Result<()> {
+        (**self).set_rejected(id, message).await
+    }
+    async fn set_state(&self, id: &str, change: &StateChange<'_>) -> Result<()> {
+        (**self).set_state(id, change).await
+    }
+    async fn set_deleted(&self, id: &str, user: &str) -> Result<()> {
+        (**self).set_deleted(id, user).await
+    }
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        (**self).events(id).await
+    }
+    async fn count(&self) -> Result<u64> {
+        (**self).count().await
+    }
+}
+
+/// Opens the store at `location`: a `postgres://` (or `postgresql://`) URL with feature
+/// `postgres`, else the path of a SQLite file (created if missing).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> bpg_core::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = bpg_gateway::store::open(dir.path().join("gateway.db").to_str().unwrap()).await?;
+/// assert_eq!(store.count().await?, 0);
+/// # Ok(()) }
+/// ```
+pub async fn open(location: &str) -> Result<Arc<dyn SubmissionStore>> {
+    if is_postgres_url(location) {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PostgresStore::connect(location).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(Error::config(
+            "the gateway state is a PostgreSQL URL, but this build has no PostgreSQL support \
+             (feature `postgres` of bpg-gateway)",
+        ));
+    }
+    Ok(Arc::new(SqliteStore::open(location)?))
+}
+
+/// Whether `location` names a PostgreSQL server rather than a file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// An error of the store named `store` (a path or a password-free URL).
+pub(crate) fn store_error(store: &str, what: &str, temporary: bool, e: impl fmt::Display) -> Error {
+    Error::Backend {
+        backend: "gateway store".into(),
+        temporary,
+        source: format!("{what} ({store}): {e}").into(),
+    }
+}
+
+/// Reads a stored job and decision back; a job that no longer parses is an error naming the
+/// submission, a decision that no longer parses is dropped (it only explains).
+pub(crate) fn decode_job(store: &str, id: &str, job: &str) -> Result<SparkJob> {
+    serde_json::from_str(job).map_err(|e| {
+        store_error(
+            store,
+            &format!("submission {id}: the stored job is unreadable"),
+            false,
+            e,
+        )
+    })
+}
+
+/// The job as stored (JSON text).
+pub(crate) fn encode_job(store: &str, job: &SparkJob) -> Result<String> {
+    serde_json::to_string(job).map_err(|e| store_error(store, "cannot encode a job", false, e))
+}
