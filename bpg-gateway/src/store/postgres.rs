@@ -405,17 +405,26 @@ async fn connect(
         }
     });
     if let Some(schema) = schema {
-        // `schema` is a checked identifier: see `connect_in_schema`.
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+        // `schema` is a checked identifier: see `connect_in_schema`. Replicas starting at once
+        // race on `CREATE SCHEMA IF NOT EXISTS` (a unique violation), hence the lock.
+        let failed = |e: tokio_postgres::Error| {
+            Error::config(format!(
+                "cannot use schema {schema} of the gateway store {name}: {}",
+                db_message(&e)
             ))
+        };
+        let tx = client.transaction().await.map_err(failed)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
-            .map_err(|e| {
-                Error::config(format!(
-                    "cannot use schema {schema} of the gateway store {name}: {e}"
-                ))
-            })?;
+            .map_err(failed)?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .await
+            .map_err(failed)?;
     }
     if migrate {
         run_migrations(&mut client, name).await?;
@@ -431,9 +440,18 @@ async fn connect(
     Ok(Connected { client, statements })
 }
 
+/// The server's own message where there is one (`tokio_postgres` displays only "db error").
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+}
+
 async fn run_migrations(client: &mut Client, name: &str) -> Result<()> {
     let failed = |e: tokio_postgres::Error| {
-        Error::config(format!("cannot migrate the gateway store {name}: {e}"))
+        Error::config(format!(
+            "cannot migrate the gateway store {name}: {}",
+            db_message(&e)
+        ))
     };
     let tx = client.transaction().await.map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

@@ -140,14 +140,27 @@ impl PostgresRunStore {
             }
         });
         if let Some(schema) = &schema {
-            client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-                ))
+            // Runners starting at once race on `CREATE SCHEMA IF NOT EXISTS` (a unique
+            // violation), hence the lock.
+            let failed = |e: tokio_postgres::Error| Error::Config {
+                message: format!(
+                    "cannot use schema {schema} of run store {name}: {}",
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+                ),
+            };
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await
-                .map_err(|e| Error::Config {
-                    message: format!("cannot use schema {schema} of run store {name}: {e}"),
-                })?;
+                .map_err(failed)?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            client
+                .batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .map_err(failed)?;
         }
         migrate(&mut client, &name).await?;
         Ok(PostgresRunStore {
