@@ -89,30 +89,98 @@ async fn waiting_watches_the_application_through_submitted_running_completed() {
     }
     assert_eq!(seen, ["SUBMITTED", "RUNNING", "COMPLETED"]);
 
+    // Followed through the namespace's view: watches of the namespace (no field selector),
+    // no polling of the application.
     let requests = server.received_requests().await;
-    let watches: Vec<_> = requests
-        .iter()
-        .filter(|r| {
-            r.url
-                .query_pairs()
-                .any(|(k, v)| k == "watch" && v == "true")
-        })
-        .collect();
-    assert_eq!(watches.len(), 2, "one watch per change, no polling");
-    let name = submission.id.as_str().split_once('/').unwrap().1;
+    let watches: Vec<_> = requests.iter().filter(|r| is_watch(r)).collect();
+    assert!(!watches.is_empty());
     for w in watches {
         assert_eq!(
             w.url.path(),
             "/apis/sparkoperator.k8s.io/v1beta2/namespaces/spark-jobs/sparkapplications"
         );
-        let field = w
-            .url
-            .query_pairs()
-            .find(|(k, _)| k == "fieldSelector")
-            .unwrap()
-            .1;
-        assert_eq!(field, format!("metadata.name={name}"));
+        assert!(!w.url.query_pairs().any(|(k, _)| k == "fieldSelector"));
     }
+    let name = submission.id.as_str().split_once('/').unwrap().1;
+    let gets = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with(&format!("/{name}")))
+        .count();
+    assert!(gets <= 1, "{gets} reads of the application");
+}
+
+fn is_watch(r: &wiremock::Request) -> bool {
+    r.url
+        .query_pairs()
+        .any(|(k, v)| k == "watch" && v == "true")
+}
+
+#[tokio::test]
+async fn following_many_jobs_costs_one_watch_of_the_namespace_not_one_per_job() {
+    let server = MockApiServer::start().await;
+    let backend = Arc::new(server.backend().unwrap());
+    let jobs = 50;
+    let mut ids = Vec::new();
+    for i in 0..jobs {
+        let job = job(&format!("many-{i}"))
+            .with_label("sim/queue-delay", "5s")
+            .with_label("sim/duration", "5s");
+        ids.push(
+            backend
+                .submit(&job, &SubmitOptions::new())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let before = server.received_requests().await.len();
+    let followers = ids.into_iter().map(|id| {
+        let backend = backend.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut previous = backend.status(&id).await.unwrap();
+            seen.push(previous.native_state.clone());
+            while !previous.is_terminal() {
+                let status = backend
+                    .next_status(&id, Some(&previous), Duration::from_secs(2))
+                    .await
+                    .unwrap();
+                if status != previous {
+                    seen.push(status.native_state.clone());
+                }
+                previous = status;
+            }
+            assert_eq!(previous.state, JobState::Succeeded);
+            seen
+        }
+    });
+    for seen in futures::future::join_all(followers).await {
+        // Never backwards, whatever the order of reads.
+        assert_eq!(seen.last().map(String::as_str), Some("COMPLETED"));
+        assert!(
+            !seen
+                .windows(2)
+                .any(|w| w[0] == "RUNNING" && w[1] == "SUBMITTED"),
+            "{seen:?}"
+        );
+    }
+    let requests = server.received_requests().await.split_off(before);
+    let watches = requests.iter().filter(|r| is_watch(r)).count();
+    let lists = requests
+        .iter()
+        .filter(|r| {
+            r.method.as_str() == "GET"
+                && !is_watch(r)
+                && r.url.path().ends_with("/sparkapplications")
+        })
+        .count();
+    let reads = requests.len() - watches - lists;
+    // 50 jobs × 2 changes each: one watch per job and change would be 100 requests. The view
+    // needs one list and a handful of watches (the stand-in ends a watch at each change, which a
+    // real API server does not); the reads are the 50 first `status` calls.
+    assert_eq!(lists, 1, "{requests:#?}");
+    assert!(watches <= 20, "{watches} watches for {jobs} jobs");
+    assert!(reads <= jobs, "{reads} reads for {jobs} jobs");
 }
 
 #[tokio::test]

@@ -5,9 +5,11 @@
 //! It speaks the real wire protocol `kube` uses, on the real paths:
 //!
 //! - `/apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications`: create (`POST`,
-//!   `201`, or `409 AlreadyExists`), list with `labelSelector`, and watch (`watch=true`,
-//!   `fieldSelector=metadata.name=...`, `resourceVersion`, `timeoutSeconds`), answered as
-//!   newline-delimited `WatchEvent`s;
+//!   `201`, or `409 AlreadyExists`), list with `labelSelector` (its `resourceVersion` is "now"),
+//!   and watch (`watch=true`, of the namespace or of one object by
+//!   `fieldSelector=metadata.name=...`, from `resourceVersion`, with `timeoutSeconds`), answered as
+//!   newline-delimited `WatchEvent`s. Resource versions grow with time across every object, as
+//!   etcd's do, so a namespace watch resumed from a version misses nothing;
 //! - `.../sparkapplications/{name}`: get and delete (`propagationPolicy` honoured: a foreground
 //!   delete keeps the object, with `deletionTimestamp` and the `foregroundDeletion` finalizer, until
 //!   its pods are gone);
@@ -90,8 +92,12 @@ struct App {
     created_at: Instant,
     /// `created_at` on the wall clock, so timestamps derived from it never jitter between reads.
     created_wall: DateTime<Utc>,
-    /// First resourceVersion of this app; each later step adds one.
+    /// This app's number (in steps of 100): uid, Spark ids and a tie-break in resource versions.
     base_version: u64,
+    /// The server's start: resource versions count microseconds from it.
+    epoch: Instant,
+    /// When the delete arrived.
+    deleted_at: Option<Instant>,
     spark_app_id: String,
     /// Set by a delete: the step it froze at, and when the object goes away.
     deleting: Option<(usize, Instant)>,
@@ -108,6 +114,8 @@ struct ApiState {
     apps: BTreeMap<(String, String), App>,
     tombstones: HashMap<(String, String), Tombstone>,
     next_version: u64,
+    /// When the server started: resource versions count from it.
+    epoch: Instant,
     scale: Duration,
     deletion_delay: Duration,
     created: u64,
@@ -162,8 +170,19 @@ impl App {
             .unwrap_or(SUBMITTED)
     }
 
-    fn version(&self, step: usize) -> u64 {
-        self.base_version + step as u64 + u64::from(self.deleting.is_some()) * 10
+    /// The resource version of the object at `step`: when the step happened (or the delete that
+    /// froze it arrived).
+    fn version(&self, step: usize, scale: Duration) -> u64 {
+        match self.deleted_at {
+            Some(at) => self.version_at(at, 5),
+            None => self.version_at(self.step_times(scale)[step], step as u64),
+        }
+    }
+
+    /// A version for a change of this app at `at`: the microsecond, then the app, then what
+    /// changed (`code` < 10), so versions are unique and ordered by time across objects.
+    fn version_at(&self, at: Instant, code: u64) -> u64 {
+        version_at(self.epoch, at, (self.base_version / 100 % 1000) * 10 + code)
     }
 
     fn name(&self) -> &str {
@@ -181,7 +200,7 @@ impl App {
     /// The object as a client sees it at `step`.
     fn at_step(&self, step: usize, scale: Duration) -> Value {
         let mut object = self.object.clone();
-        object["metadata"]["resourceVersion"] = json!(self.version(step).to_string());
+        object["metadata"]["resourceVersion"] = json!(self.version(step, scale).to_string());
         if let Some(at) = self.deleted_wall {
             object["metadata"]["deletionTimestamp"] = json!(rfc3339(at));
             object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
@@ -410,7 +429,7 @@ impl ApiState {
 
     fn bury(&mut self, key: (String, String), app: &App) {
         let step = app.step_at(self.scale, Instant::now());
-        let version = app.version(step) + 1;
+        let version = app.version_at(Instant::now(), 6);
         let object = app.at_step(step, self.scale);
         self.tombstones.insert(key, Tombstone { version, object });
     }
@@ -514,6 +533,8 @@ impl ApiState {
             created_at: Instant::now(),
             created_wall,
             base_version,
+            epoch: self.epoch,
+            deleted_at: None,
             spark_app_id: format!("spark-{base_version:032x}"),
             deleting: None,
             deleted_wall: None,
@@ -546,22 +567,12 @@ impl ApiState {
         ResponseTemplate::new(200).set_body_json(json!({
             "apiVersion": format!("{GROUP}/{VERSION}"),
             "kind": "SparkApplicationList",
-            "metadata": {"resourceVersion": self.next_version.to_string()},
+            "metadata": {"resourceVersion": self.now_version().to_string()},
             "items": items,
         }))
     }
 
     fn watch(&self, ns: &str, q: &HashMap<String, String>) -> ResponseTemplate {
-        let Some(name) = q
-            .get("fieldSelector")
-            .and_then(|f| f.strip_prefix("metadata.name="))
-        else {
-            return status_error(
-                400,
-                "BadRequest",
-                "this stand-in watches one application: fieldSelector=metadata.name=<name>",
-            );
-        };
         let since: u64 = q
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
@@ -572,6 +583,19 @@ impl ApiState {
                 .unwrap_or(290),
         );
         let now = Instant::now();
+        let name = match q.get("fieldSelector").map(String::as_str) {
+            None | Some("") => return self.watch_namespace(ns, since, timeout, now),
+            Some(f) => match f.strip_prefix("metadata.name=") {
+                Some(name) => name,
+                None => {
+                    return status_error(
+                        400,
+                        "BadRequest",
+                        "this stand-in's watches take no field selector but metadata.name=<name>",
+                    );
+                }
+            },
+        };
         let event =
             |kind: &str, object: Value| format!("{}\n", json!({"type": kind, "object": object}));
         let Some(app) = self.app(ns, name) else {
@@ -590,7 +614,7 @@ impl ApiState {
         // Everything that happened after the client's version, as one stream.
         let mut body = String::new();
         for s in SUBMITTED..=step {
-            if app.version(s) > since {
+            if app.version(s, self.scale) > since {
                 let kind = if since == 0 && body.is_empty() {
                     "ADDED"
                 } else {
@@ -623,6 +647,76 @@ impl ApiState {
         }
     }
 
+    /// The version of "now": everything that has happened is at or below it.
+    fn now_version(&self) -> u64 {
+        version_at(self.epoch, Instant::now(), 9_999)
+    }
+
+    /// A watch of every application in `ns`: the changes after `since` in version order, or, when
+    /// there are none yet, an empty stream held until the next change is due (at most `timeout`,
+    /// and a second). It never answers a change ahead of time: an application created while the
+    /// stream is held must still be after the version the client resumes from.
+    fn watch_namespace(
+        &self,
+        ns: &str,
+        since: u64,
+        timeout: Duration,
+        now: Instant,
+    ) -> ResponseTemplate {
+        let mut events: Vec<(u64, &str, Value)> = Vec::new();
+        let mut next: Option<Instant> = None;
+        for ((app_ns, _), app) in &self.apps {
+            if app_ns != ns {
+                continue;
+            }
+            let added = app.version(CREATED, self.scale) > since;
+            let step = app.step_at(self.scale, now);
+            if app.deleting.is_some() {
+                // Frozen at the delete: one change, marking it for deletion.
+                let v = app.version(step, self.scale);
+                if v > since {
+                    let kind = if added { "ADDED" } else { "MODIFIED" };
+                    events.push((v, kind, self.current(app)));
+                }
+                if let Some((_, gone_at)) = app.deleting {
+                    next = Some(next.map_or(gone_at, |n| n.min(gone_at)));
+                }
+                continue;
+            }
+            let mut first = true;
+            for s in SUBMITTED..=step {
+                let v = app.version(s, self.scale);
+                if v > since {
+                    let kind = if added && first { "ADDED" } else { "MODIFIED" };
+                    events.push((v, kind, app.at_step(s, self.scale)));
+                    first = false;
+                }
+            }
+            if step < ENDED {
+                let at = app.step_times(self.scale)[step + 1];
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        for ((tomb_ns, _), tomb) in &self.tombstones {
+            if tomb_ns == ns && tomb.version > since {
+                events.push((tomb.version, "DELETED", tomb.object.clone()));
+            }
+        }
+        let line =
+            |kind: &str, object: &Value| format!("{}\n", json!({"type": kind, "object": object}));
+        if !events.is_empty() {
+            events.sort_by_key(|e| e.0);
+            let body: String = events.iter().map(|(_, k, o)| line(k, o)).collect();
+            return ResponseTemplate::new(200).set_body_string(body);
+        }
+        let hold = next.map_or(timeout, |at| {
+            at.saturating_duration_since(now) + Duration::from_millis(1)
+        });
+        ResponseTemplate::new(200)
+            .set_body_string("")
+            .set_delay(hold.min(timeout).min(Duration::from_secs(1)))
+    }
+
     fn delete(&mut self, ns: &str, name: &str, body: &[u8]) -> ResponseTemplate {
         let policy = serde_json::from_slice::<Value>(body)
             .ok()
@@ -642,6 +736,7 @@ impl ApiState {
         if app.deleting.is_none() {
             let step = app.step_at(scale, now);
             app.deleting = Some((step, now + delay));
+            app.deleted_at = Some(now);
             app.deleted_wall = Some(Utc::now());
         }
         if policy.as_deref() == Some("Foreground") {
@@ -772,6 +867,13 @@ impl ApiState {
     }
 }
 
+/// A resource version for a change at `at`: microseconds since `epoch`, then `low` (< 10,000).
+fn version_at(epoch: Instant, at: Instant, low: u64) -> u64 {
+    let micros =
+        u64::try_from(at.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX / 20_000);
+    micros * 10_000 + low
+}
+
 fn join_lines(lines: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
@@ -789,6 +891,7 @@ impl MockApiServer {
             apps: BTreeMap::new(),
             tombstones: HashMap::new(),
             next_version: 1000,
+            epoch: Instant::now(),
             scale: Duration::from_millis(20),
             deletion_delay: Duration::from_millis(100),
             created: 0,

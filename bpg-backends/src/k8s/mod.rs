@@ -9,8 +9,10 @@
 //!   silently rerun it).
 //! - **status** reads the resource; `status.applicationState.state` maps through
 //!   [`JobState::from_spark_operator`], `errorMessage` becomes the status message.
-//! - **next_status** watches the one resource (`fieldSelector=metadata.name=...`) and returns on the
-//!   first change, falling back to polling when the watch fails.
+//! - **next_status** reads the application from the backend's in-memory view of its namespace,
+//!   kept by **one** list-and-watch per namespace however many jobs are followed (see
+//!   `view.rs`), and returns on the first change. While that watch cannot run, it watches the one
+//!   resource (`fieldSelector=metadata.name=...`), and failing that, polls.
 //! - **logs** read the driver pod (`status.driverInfo.podName`), container
 //!   `spark-kubernetes-driver`; following re-opens a dropped stream and skips the lines already
 //!   delivered, so positions stay exact and nothing is repeated.
@@ -49,6 +51,9 @@ use serde::Deserialize;
 mod config;
 #[cfg(feature = "k8s-mock")]
 pub mod mock;
+mod view;
+
+use view::{NamespaceView, Seen};
 
 pub use config::{IN_CLUSTER, K8sConfig};
 
@@ -87,6 +92,8 @@ struct Inner {
     resource: ApiResource,
     /// Applications this instance deleted, so their disappearance reads as `Cancelled`.
     cancelled: Mutex<HashMap<JobId, JobStatus>>,
+    /// One watched view per namespace followed, started on first use.
+    views: Mutex<HashMap<String, Arc<NamespaceView>>>,
 }
 
 impl std::fmt::Debug for SparkKubernetesBackend {
@@ -127,6 +134,7 @@ impl SparkKubernetesBackend {
                 client,
                 resource: spark_application_resource(),
                 cancelled: Mutex::new(HashMap::new()),
+                views: Mutex::default(),
             }),
         }
     }
@@ -193,6 +201,7 @@ impl SparkKubernetesBackend {
             client: self.inner.client.clone(),
             resource: self.inner.resource.clone(),
             cancelled: Mutex::new(self.cancelled().clone()),
+            views: Mutex::default(),
         };
         change(&mut inner);
         SparkKubernetesBackend {
@@ -264,6 +273,57 @@ impl SparkKubernetesBackend {
             });
         }
         Ok((ns, name))
+    }
+
+    /// The watched view of `namespace`, started on first use.
+    fn view(&self, namespace: &str) -> Arc<NamespaceView> {
+        let mut views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
+        views
+            .entry(namespace.to_owned())
+            .or_insert_with(|| NamespaceView::start(self.apps(namespace), Self::status_of))
+            .clone()
+    }
+
+    /// Waits, on the namespace's view, until the application's status differs from `previous` or
+    /// `patience` passes; `None` when the view is not live.
+    ///
+    /// While the view is live it is the one source of a follower's statuses: answering from a
+    /// `GET` as well could return a status the view has not reached yet, and the view's older one
+    /// next, so the job would appear to go back (`RUNNING`, then `SUBMITTED`). An application the
+    /// view has not seen (created a moment ago, or gone) is read once `patience` passes.
+    async fn view_change(
+        &self,
+        id: &JobId,
+        previous: &JobStatus,
+        patience: Duration,
+    ) -> Option<Result<JobStatus>> {
+        let (ns, name) = match self.locate(id) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let view = self.view(ns);
+        let mut changes = view.subscribe(name);
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match view.seen(name) {
+                Seen::Live(Some(status)) if &status != previous => return Some(Ok(status)),
+                Seen::Live(_) | Seen::Starting => {}
+                Seen::NotLive => return None,
+            }
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Some(match view.seen(name) {
+                        Seen::Live(Some(status)) => Ok(status),
+                        _ => self.status_or_cancelled(id).await,
+                    });
+                }
+            }
+        }
     }
 
     fn apps(&self, namespace: &str) -> Api<DynamicObject> {
@@ -359,7 +419,7 @@ impl SparkKubernetesBackend {
     }
 
     /// The status of an application object, or `Cancelling` while our delete is in progress.
-    fn status_of(&self, app: &DynamicObject) -> JobStatus {
+    fn status_of(app: &DynamicObject) -> JobStatus {
         let status: AppStatus = app
             .data
             .get("status")
@@ -415,7 +475,7 @@ impl SparkKubernetesBackend {
             Ok(app) => app,
             Err(e) => return self.gone(id, e),
         };
-        let status = self.status_of(&current);
+        let status = Self::status_of(&current);
         if &status != previous {
             return Ok(status);
         }
@@ -439,7 +499,7 @@ impl SparkKubernetesBackend {
             while let Some(event) = events.next().await {
                 match event.map_err(|e| map_error(&self.inner.name, &format!("watch {id}"), e))? {
                     WatchEvent::Added(app) | WatchEvent::Modified(app) => {
-                        let status = self.status_of(&app);
+                        let status = Self::status_of(&app);
                         if &status != previous {
                             return Ok(Some(status));
                         }
@@ -463,7 +523,7 @@ impl SparkKubernetesBackend {
 
     async fn status_or_cancelled(&self, id: &JobId) -> Result<JobStatus> {
         match self.get(id).await {
-            Ok(app) => Ok(self.status_of(&app)),
+            Ok(app) => Ok(Self::status_of(&app)),
             Err(e) => self.gone(id, e),
         }
     }
@@ -479,7 +539,7 @@ impl SparkKubernetesBackend {
             .unwrap_or_default();
         Ok((
             status.driver_info.pod_name.filter(|p| !p.is_empty()),
-            self.status_of(&app),
+            Self::status_of(&app),
         ))
     }
 }
@@ -654,7 +714,7 @@ impl Backend for SparkKubernetesBackend {
             // Deleted by us before: cancelling again is fine.
             Err(e) => return self.gone(id, e).map(|_| ()),
         };
-        let current = self.status_of(&app);
+        let current = Self::status_of(&app);
         if current.is_terminal() {
             // Finished: keep the application, its status and its driver's logs.
             return Ok(());
@@ -707,6 +767,9 @@ impl Backend for SparkKubernetesBackend {
         };
         if previous.is_terminal() {
             return self.status(id).await;
+        }
+        if let Some(result) = self.view_change(id, previous, poll_interval).await {
+            return result;
         }
         match self.watch_for_change(id, previous, poll_interval).await {
             Ok(status) => Ok(status),
