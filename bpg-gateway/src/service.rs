@@ -520,7 +520,13 @@ impl Inner {
             message: status.message.as_deref(),
             spark_app_id: status.spark_application_id.as_deref(),
             attempts: status.attempts,
-            started_ms: millis(status.started_at),
+            // A backend that does not say when the driver started (the simulator): when we saw
+            // it run, so `driver` can answer `startTime` and `podName`.
+            started_ms: millis(status.started_at).or_else(|| {
+                (status.state == JobState::Running
+                    || (done && status.spark_application_id.is_some()))
+                .then(|| chrono::Utc::now().timestamp_millis())
+            }),
             terminated_ms: terminated,
         };
         if let Err(e) = self.store.set_state(&record.id, &change).await {
