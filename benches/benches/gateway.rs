@@ -144,6 +144,9 @@ fn store_benches(
     g.bench_function("get_many_10k", |b| {
         b.iter(|| rt.block_on(store.get_many(&refs)).expect("read"))
     });
+    g.bench_function("statuses_many_10k", |b| {
+        b.iter(|| rt.block_on(store.statuses_many(&refs)).expect("read"))
+    });
     g.finish();
 }
 

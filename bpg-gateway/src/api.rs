@@ -18,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use bpg_client::SubmissionStatus;
 use bpg_core::formats::{parse_application, to_bpg_request};
 use bpg_core::{JobId, LogOptions, SparkJob};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
@@ -29,7 +30,7 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::openapi;
 use crate::service::{Dispatched, Inner, bpg_state};
-use crate::store::{Phase, SubmissionRecord, SubmissionStoreExt};
+use crate::store::{Phase, StoredStatus, SubmissionRecord, SubmissionStoreExt};
 
 type Shared = State<Arc<Inner>>;
 
@@ -176,18 +177,32 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 /// The record of `id`: 400 for a malformed id, 404 for an unknown or deleted one.
 async fn lookup(inner: &Inner, id: &str) -> Result<SubmissionRecord, ApiError> {
     ids::check_shape(id).map_err(ApiError::bad_request)?;
-    let record = inner
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
-    if record.phase == Phase::Deleted {
+    let record = inner.store.get(id).await?;
+    if let Some(r) = &record {
+        not_deleted(id, r.phase, r.deleted_by.as_deref())?;
+    }
+    record.ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))
+}
+
+/// [`lookup`] of the status only, which reads no job.
+async fn lookup_status(inner: &Inner, id: &str) -> Result<StoredStatus, ApiError> {
+    ids::check_shape(id).map_err(ApiError::bad_request)?;
+    let status = inner.store.statuses_many(&[id]).await?.pop().flatten();
+    if let Some(s) = &status {
+        not_deleted(id, s.phase, s.deleted_by.as_deref())?;
+    }
+    status.ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))
+}
+
+/// A deleted submission answers 404, saying who deleted it.
+fn not_deleted(id: &str, phase: Phase, deleted_by: Option<&str>) -> Result<(), ApiError> {
+    if phase == Phase::Deleted {
         return Err(ApiError::not_found(format!(
             "Application {id} not found: it was deleted by {}",
-            record.deleted_by.as_deref().unwrap_or("a user")
+            deleted_by.unwrap_or("a user")
         )));
     }
-    Ok(record)
+    Ok(())
 }
 
 fn take_extra_str(job: &mut SparkJob, key: &str) -> Option<String> {
@@ -369,17 +384,18 @@ async fn submit(
     }
 }
 
-/// BPG's GetSubmissionStatusResponse for a record.
-fn status_fields(inner: &Inner, r: &SubmissionRecord) -> Map<String, Value> {
+/// BPG's GetSubmissionStatusResponse for a submission: its live status while followed, the
+/// stored one otherwise.
+fn status_of(inner: &Inner, r: &StoredStatus) -> SubmissionStatus {
     let live = (r.phase == Phase::Created)
         .then(|| inner.live_status(&r.id))
         .flatten();
-    let (state, message, app_id, attempts, terminated) = match (r.phase, &live) {
+    let (state, message, app_id, attempts, terminated) = match (r.phase, live) {
         (Phase::Queued, _) => ("SUBMITTED".to_owned(), None, None, None, None),
         (_, Some(s)) => (
-            bpg_state(s).to_owned(),
-            s.message.clone(),
-            s.spark_application_id.clone().or(r.spark_app_id.clone()),
+            bpg_state(&s).to_owned(),
+            s.message,
+            s.spark_application_id.or_else(|| r.spark_app_id.clone()),
             s.attempts.or(r.attempts),
             None,
         ),
@@ -397,23 +413,24 @@ fn status_fields(inner: &Inner, r: &SubmissionRecord) -> Map<String, Value> {
         None if state == "RUNNING" || state == "SUBMITTED" => (now - r.created_ms).max(0),
         None => 0,
     };
-    let mut m = Map::new();
-    m.insert("creationTime".into(), json!(r.created_ms));
-    if let Some(app_id) = app_id {
-        m.insert("sparkApplicationId".into(), json!(app_id));
+    SubmissionStatus {
+        creation_time: Some(r.created_ms),
+        spark_application_id: app_id,
+        execution_attempts: attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        termination_time: terminated,
+        duration: Some(duration),
+        application_state: Some(state),
+        application_error_message: message,
+        spark_ui_url: None,
     }
-    if let Some(n) = attempts {
-        m.insert("executionAttempts".into(), json!(n));
+}
+
+/// [`status_of`] as a JSON object, for answers that add fields to it.
+fn status_fields(inner: &Inner, r: &StoredStatus) -> Map<String, Value> {
+    match serde_json::to_value(status_of(inner, r)) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
     }
-    if let Some(t) = terminated {
-        m.insert("terminationTime".into(), json!(t));
-    }
-    m.insert("duration".into(), json!(duration));
-    m.insert("applicationState".into(), json!(state));
-    if let Some(message) = message {
-        m.insert("applicationErrorMessage".into(), json!(message));
-    }
-    m
 }
 
 fn gib(q: Option<bpg_core::MemoryQuantity>) -> i64 {
@@ -422,7 +439,7 @@ fn gib(q: Option<bpg_core::MemoryQuantity>) -> i64 {
 
 /// BPG's SubmissionSummary for a record.
 fn summary(inner: &Inner, r: &SubmissionRecord) -> Value {
-    let mut m = status_fields(inner, r);
+    let mut m = status_fields(inner, &StoredStatus::from(r));
     let job = &r.job;
     let driver_cores = i64::from(job.driver.cores.unwrap_or(1));
     let executors = i64::from(job.executor.instances.unwrap_or(1));
@@ -471,10 +488,10 @@ async fn status(
     State(inner): Shared,
     headers: HeaderMap,
     SubmissionPath(id): SubmissionPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubmissionStatus>, ApiError> {
     caller(&inner, &headers)?;
-    let record = lookup(&inner, &id).await?;
-    Ok(Json(Value::Object(status_fields(&inner, &record))))
+    let status = lookup_status(&inner, &id).await?;
+    Ok(Json(status_of(&inner, &status)))
 }
 
 /// The application's spec as BPG shows it: the request's fields, `env` left out.
@@ -572,7 +589,7 @@ async fn explain(
 ) -> Result<Json<Value>, ApiError> {
     caller(&inner, &headers)?;
     let record = lookup(&inner, &id).await?;
-    let status = status_fields(&inner, &record);
+    let status = status_fields(&inner, &StoredStatus::from(&record));
     let waiting = inner.waiting_for(&record);
     let decision = record.decision.clone().unwrap_or(Value::Null);
     let mut summary = format!(
@@ -690,7 +707,7 @@ async fn batch_status(
     State(inner): Shared,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller(&inner, &headers)?;
     let request: BatchStatusRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -703,7 +720,6 @@ async fn batch_status(
             request.submission_ids.len()
         )));
     }
-    let mut statuses = Map::new();
     // Well-shaped ids are read in one go; the others answer as the per-id endpoint would.
     let shaped: Vec<&str> = request
         .submission_ids
@@ -711,26 +727,50 @@ async fn batch_status(
         .map(String::as_str)
         .filter(|id| ids::check_shape(id).is_ok())
         .collect();
-    let mut found: std::collections::HashMap<&str, SubmissionRecord> = shaped
+    let mut found: std::collections::HashMap<&str, StoredStatus> = shaped
         .iter()
         .copied()
-        .zip(inner.store.get_many(&shaped).await?)
+        .zip(inner.store.statuses_many(&shaped).await?)
         .filter_map(|(id, r)| r.map(|r| (id, r)))
         .collect();
+    // Written as it is built: a `Value` tree of 10,000 statuses costs more than the reads.
+    let mut body = Vec::with_capacity(64 + request.submission_ids.len() * 160);
+    body.extend_from_slice(b"{\"statuses\":{");
+    let mut seen = std::collections::HashSet::new();
     for id in &request.submission_ids {
-        let value = match found.remove(id.as_str()) {
-            Some(r) if r.phase != Phase::Deleted => Value::Object(status_fields(&inner, &r)),
+        // A repeated id answers once, as a JSON object's key can.
+        if !seen.insert(id.as_str()) {
+            continue;
+        }
+        if seen.len() > 1 {
+            body.push(b',');
+        }
+        write_json(&mut body, id);
+        body.push(b':');
+        match found.remove(id.as_str()) {
+            Some(r) if r.phase != Phase::Deleted => write_json(&mut body, &status_of(&inner, &r)),
             _ => {
                 let e = lookup(&inner, id)
                     .await
                     .err()
                     .unwrap_or_else(|| ApiError::not_found(format!("Application {id} not found")));
-                json!({"error": {"code": e.status.as_u16(), "message": e.message}})
+                write_json(
+                    &mut body,
+                    &json!({"error": {"code": e.status.as_u16(), "message": e.message}}),
+                );
             }
-        };
-        statuses.insert(id.clone(), value);
+        }
     }
-    Ok(Json(json!({ "statuses": statuses })))
+    body.extend_from_slice(b"}}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Appends `value` as JSON; our own types always serialise.
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        tracing::error!(error = %e, "cannot encode a status");
+        out.extend_from_slice(b"null");
+    }
 }
 
 #[derive(Deserialize)]

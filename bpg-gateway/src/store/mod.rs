@@ -194,6 +194,58 @@ impl SubmissionRecord {
     }
 }
 
+/// What a status read needs of a submission: its record without the job, the decision and the
+/// routing columns, so that reading thousands of them decodes no job
+/// ([`SubmissionStore::statuses_many`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct StoredStatus {
+    /// The submission id.
+    pub id: String,
+    /// Gateway phase.
+    pub phase: Phase,
+    /// The user it runs as.
+    pub user: String,
+    /// The last application state seen (BPG's `applicationState` string).
+    pub native_state: Option<String>,
+    /// The last error or state message.
+    pub message: Option<String>,
+    /// Spark's application id, once known.
+    pub spark_app_id: Option<String>,
+    /// Attempts the cluster made.
+    pub attempts: Option<u32>,
+    /// When the submission was recorded (epoch ms).
+    pub created_ms: i64,
+    /// When the driver started (epoch ms).
+    pub started_ms: Option<i64>,
+    /// When the application ended (epoch ms).
+    pub terminated_ms: Option<i64>,
+    /// Who deleted it.
+    pub deleted_by: Option<String>,
+}
+
+impl From<&SubmissionRecord> for StoredStatus {
+    fn from(r: &SubmissionRecord) -> Self {
+        StoredStatus {
+            id: r.id.clone(),
+            phase: r.phase,
+            user: r.user.clone(),
+            native_state: r.native_state.clone(),
+            message: r.message.clone(),
+            spark_app_id: r.spark_app_id.clone(),
+            attempts: r.attempts,
+            created_ms: r.created_ms,
+            started_ms: r.started_ms,
+            terminated_ms: r.terminated_ms,
+            deleted_by: r.deleted_by.clone(),
+        }
+    }
+}
+
+/// The columns of a [`StoredStatus`], in its field order (the SQL stores' `SELECT` list).
+pub(crate) const STATUS_COLUMNS: &str = r#"id, phase, "user", native_state, message,
+    spark_app_id, attempts, created_ms, started_ms, terminated_ms, deleted_by"#;
+
 /// A state change of an application, as `/describe` lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -249,6 +301,18 @@ pub trait SubmissionStore: fmt::Debug + Send + Sync {
     /// Several submissions in one go, in the order asked (`None` for an unknown id).
     async fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<SubmissionRecord>>>;
 
+    /// The statuses of several submissions in one go, in the order asked (`None` for an unknown
+    /// id). What `status` and batch status read; a store should answer it without decoding jobs
+    /// (the default reads whole records).
+    async fn statuses_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredStatus>>> {
+        Ok(self
+            .get_many(ids)
+            .await?
+            .iter()
+            .map(|r| r.as_ref().map(StoredStatus::from))
+            .collect())
+    }
+
     /// A user's submissions, oldest first.
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>>;
 
@@ -303,6 +367,9 @@ impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
     }
     async fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<SubmissionRecord>>> {
         (**self).get_many(ids).await
+    }
+    async fn statuses_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredStatus>>> {
+        (**self).statuses_many(ids).await
     }
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
         (**self).by_user(user).await

@@ -18,8 +18,8 @@ use bpg_core::{Error, Result};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, error::SqlState};
 
 use super::{
-    Event, Phase, StateChange, SubmissionRecord, SubmissionStore, decode_job, encode_job,
-    store_error,
+    Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
+    decode_job, encode_job, store_error,
 };
 
 /// Serialises schema migrations between replicas starting at once (`pg_advisory_xact_lock` key).
@@ -76,6 +76,7 @@ struct Statements {
     insert: Statement,
     by_dedupe: Statement,
     get_many: Statement,
+    statuses_many: Statement,
     by_user: Statement,
     all: Statement,
     all_named: Statement,
@@ -112,6 +113,11 @@ impl Statements {
                 .await?,
             by_dedupe: client.prepare(&select("WHERE dedupe = $1")).await?,
             get_many: client.prepare(&select("WHERE id = ANY($1)")).await?,
+            statuses_many: client
+                .prepare(&format!(
+                    "SELECT {STATUS_COLUMNS} FROM gateway_submissions WHERE id = ANY($1)"
+                ))
+                .await?,
             by_user: client
                 .prepare(&select(r#"WHERE "user" = $1 ORDER BY created_ms, id"#))
                 .await?,
@@ -562,6 +568,24 @@ impl SubmissionStore for PostgresStore {
         Ok(ids.iter().map(|id| found.get(*id).cloned()).collect())
     }
 
+    async fn statuses_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredStatus>>> {
+        let c = self.connection().await?;
+        let rows = c
+            .client
+            .query(&c.statements.statuses_many, &[&ids])
+            .await
+            .map_err(self.err("cannot read statuses"))?;
+        let found: std::collections::HashMap<String, StoredStatus> = rows
+            .iter()
+            .map(|r| {
+                let status = read_status(r);
+                (status.id.clone(), status)
+            })
+            .collect();
+        // An id asked twice is answered twice.
+        Ok(ids.iter().map(|id| found.get(*id).cloned()).collect())
+    }
+
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
         self.list(|s| &s.by_user, &[&user]).await
     }
@@ -695,4 +719,20 @@ fn read_record(store: &str, r: &Row) -> Result<SubmissionRecord> {
         deleted_by: r.get(20),
         id,
     })
+}
+
+fn read_status(r: &Row) -> StoredStatus {
+    StoredStatus {
+        id: r.get(0),
+        phase: Phase::parse(r.get(1)),
+        user: r.get(2),
+        native_state: r.get(3),
+        message: r.get(4),
+        spark_app_id: r.get(5),
+        attempts: r.get::<_, Option<i64>>(6).map(|n| n as u32),
+        created_ms: r.get(7),
+        started_ms: r.get(8),
+        terminated_ms: r.get(9),
+        deleted_by: r.get(10),
+    }
 }

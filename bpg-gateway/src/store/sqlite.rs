@@ -12,8 +12,8 @@ use bpg_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    Event, Phase, StateChange, SubmissionRecord, SubmissionStore, decode_job, encode_job,
-    store_error,
+    Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
+    decode_job, encode_job, store_error,
 };
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
@@ -269,6 +269,51 @@ impl SubmissionStore for SqliteStore {
         Ok(out)
     }
 
+    async fn statuses_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredStatus>>> {
+        let failed = self.err("cannot read statuses");
+        let conn = self.lock();
+        if ids.len() <= 4 {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {STATUS_COLUMNS} FROM submissions WHERE id = ?1"
+                ))
+                .map_err(&failed)?;
+            return ids
+                .iter()
+                .map(|id| stmt.query_row([id], read_status).optional())
+                .collect::<rusqlite::Result<_>>()
+                .map_err(failed);
+        }
+        // Many ids: one statement over them all (a statement per id costs more than its row).
+        let list = serde_json::to_string(ids)
+            .map_err(|e| store_error(&self.name, "cannot encode submission ids", false, e))?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {STATUS_COLUMNS} FROM submissions \
+                 WHERE id IN (SELECT value FROM json_each(?1))"
+            ))
+            .map_err(&failed)?;
+        let mut found: std::collections::HashMap<String, StoredStatus> = stmt
+            .query_map([list], read_status)
+            .and_then(|rows| {
+                rows.map(|r| r.map(|s| (s.id.clone(), s)))
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(failed)?;
+        // An id asked twice is answered twice (then copied; taken when each id is asked once).
+        let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                if distinct {
+                    found.remove(*id)
+                } else {
+                    found.get(*id).cloned()
+                }
+            })
+            .collect())
+    }
+
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
         self.query(
             &format!("SELECT {COLUMNS} FROM submissions WHERE user = ?1 ORDER BY created_ms, id"),
@@ -453,6 +498,23 @@ fn read_record(store: &str, r: &Row<'_>) -> rusqlite::Result<Result<SubmissionRe
         terminated_ms: r.get(19)?,
         deleted_by: r.get(20)?,
     }))
+}
+
+fn read_status(r: &Row<'_>) -> rusqlite::Result<StoredStatus> {
+    let phase: String = r.get(1)?;
+    Ok(StoredStatus {
+        id: r.get(0)?,
+        phase: Phase::parse(&phase),
+        user: r.get(2)?,
+        native_state: r.get(3)?,
+        message: r.get(4)?,
+        spark_app_id: r.get(5)?,
+        attempts: r.get::<_, Option<i64>>(6)?.map(|n| n as u32),
+        created_ms: r.get(7)?,
+        started_ms: r.get(8)?,
+        terminated_ms: r.get(9)?,
+        deleted_by: r.get(10)?,
+    })
 }
 
 #[cfg(test)]

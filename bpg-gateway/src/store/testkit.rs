@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bpg_core::{AppType, SparkJob};
 
-use super::{Phase, StateChange, SubmissionRecord, SubmissionStore, SubmissionStoreExt};
+use super::{
+    Phase, StateChange, StoredStatus, SubmissionRecord, SubmissionStore, SubmissionStoreExt,
+};
 
 /// A queued submission `id` of `user` to cluster `analytics`, named `app`, created at `at_ms`.
 pub fn record(id: &str, user: &str, app: &str, at_ms: i64) -> SubmissionRecord {
@@ -117,6 +119,7 @@ async fn life_cycle(store: &dyn SubmissionStore) {
     assert_eq!(r.attempts, Some(1));
     assert_eq!(r.started_ms, Some(3_100));
     assert_eq!(r.terminated_ms, Some(3_500));
+    assert_statuses_agree(store, &["lc-1"]).await;
     assert!(
         !store
             .unfinished()
@@ -144,6 +147,7 @@ async fn life_cycle(store: &dyn SubmissionStore) {
         "an end time already known stays"
     );
     assert_eq!(store.by_spark_app_id("spark-app-1").await.unwrap(), None);
+    assert_statuses_agree(store, &["lc-1"]).await;
     let reasons: Vec<String> = store
         .events("lc-1")
         .await
@@ -200,6 +204,28 @@ async fn listings(store: &dyn SubmissionStore) {
         .collect();
     assert_eq!(got, [Some("ls-2"), None, Some("ls-1"), Some("ls-2")]);
     assert!(store.get_many(&[]).await.unwrap().is_empty());
+    assert_statuses_agree(store, &["ls-2", "ls-missing", "ls-1", "ls-2"]).await;
+    // Longer lists too (a store may read those differently), with and without repeats.
+    let distinct = ["ls-1", "m-1", "ls-2", "m-2", "m-3", "m-4"];
+    assert_statuses_agree(store, &distinct).await;
+    assert_statuses_agree(store, &["ls-2", "m-1", "ls-1", "ls-2", "m-2", "ls-1"]).await;
+    assert!(store.statuses_many(&[]).await.unwrap().is_empty());
+}
+
+/// `statuses_many` answers what `get_many` does, field for field, in the order asked.
+async fn assert_statuses_agree(store: &dyn SubmissionStore, ids: &[&str]) {
+    let expected: Vec<Option<StoredStatus>> = store
+        .get_many(ids)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.as_ref().map(StoredStatus::from))
+        .collect();
+    assert_eq!(
+        store.statuses_many(ids).await.unwrap(),
+        expected,
+        "statuses_many({ids:?}) agrees with get_many()"
+    );
 }
 
 async fn concurrent_keys(store: Arc<dyn SubmissionStore>) {
