@@ -242,6 +242,25 @@ impl From<&SubmissionRecord> for StoredStatus {
     }
 }
 
+/// `found` (by id) answered in the order of `ids`, `None` for an id not found; an id asked
+/// twice is answered twice.
+pub(crate) fn in_order<T: Clone>(
+    ids: &[&str],
+    mut found: std::collections::HashMap<String, T>,
+) -> Vec<Option<T>> {
+    // Taken when each id is asked once, copied otherwise.
+    let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+    ids.iter()
+        .map(|id| {
+            if distinct {
+                found.remove(*id)
+            } else {
+                found.get(*id).cloned()
+            }
+        })
+        .collect()
+}
+
 /// The columns of a [`StoredStatus`], in its field order (the SQL stores' `SELECT` list).
 pub(crate) const STATUS_COLUMNS: &str = r#"id, phase, "user", native_state, message,
     spark_app_id, attempts, created_ms, started_ms, terminated_ms, deleted_by"#;

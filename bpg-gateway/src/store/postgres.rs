@@ -19,7 +19,7 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, error::SqlState};
 
 use super::{
     Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
-    decode_job, encode_job, store_error,
+    decode_job, encode_job, in_order, store_error,
 };
 
 /// Serialises schema migrations between replicas starting at once (`pg_advisory_xact_lock` key).
@@ -563,9 +563,7 @@ impl SubmissionStore for PostgresStore {
             .await?
             .into_iter()
             .map(|r| (r.id.clone(), r));
-        let found: std::collections::HashMap<String, SubmissionRecord> = found.collect();
-        // An id asked twice is answered twice.
-        Ok(ids.iter().map(|id| found.get(*id).cloned()).collect())
+        Ok(in_order(ids, found.collect()))
     }
 
     async fn statuses_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredStatus>>> {
@@ -582,8 +580,7 @@ impl SubmissionStore for PostgresStore {
                 (status.id.clone(), status)
             })
             .collect();
-        // An id asked twice is answered twice.
-        Ok(ids.iter().map(|id| found.get(*id).cloned()).collect())
+        Ok(in_order(ids, found))
     }
 
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {

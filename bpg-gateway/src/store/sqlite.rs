@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
     Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
-    decode_job, encode_job, store_error,
+    decode_job, encode_job, in_order, store_error,
 };
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
@@ -293,25 +293,14 @@ impl SubmissionStore for SqliteStore {
                  WHERE id IN (SELECT value FROM json_each(?1))"
             ))
             .map_err(&failed)?;
-        let mut found: std::collections::HashMap<String, StoredStatus> = stmt
+        let found: std::collections::HashMap<String, StoredStatus> = stmt
             .query_map([list], read_status)
             .and_then(|rows| {
                 rows.map(|r| r.map(|s| (s.id.clone(), s)))
                     .collect::<rusqlite::Result<_>>()
             })
             .map_err(failed)?;
-        // An id asked twice is answered twice (then copied; taken when each id is asked once).
-        let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
-        Ok(ids
-            .iter()
-            .map(|id| {
-                if distinct {
-                    found.remove(*id)
-                } else {
-                    found.get(*id).cloned()
-                }
-            })
-            .collect())
+        Ok(in_order(ids, found))
     }
 
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
