@@ -11,6 +11,14 @@
 //!   10,000 live submissions, 64 clients for 5 s, against a bare axum hello-world served the same
 //!   way in the same process; RSS with 100,000 stored submissions. Goal: at least half the
 //!   hello-world throughput; RSS under 200 MB.
+//! - `fleet`: 20 `MockApiServer` clusters behind one gateway: the time from a submit to its
+//!   SparkApplication existing on the chosen cluster (1,000 submits; goal p50 under 50 ms, p99
+//!   under 250 ms); then a burst of 5,000 submits at a cluster capped at 100 in flight: the most
+//!   in flight at once as the cluster saw it (must not pass 100) and the time until all 5,000
+//!   were created and ended.
+//! - `follow`: one runner (`GatewayBackend`, as `bpg run` uses it) following 10,000 running jobs
+//!   through the gateway for 10 s, the gateway and the runner on runtimes of their own: the CPU
+//!   each uses, from `/proc/self/task`. Goal: under 0.25 core each.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -324,7 +332,213 @@ fn main() {
             filter.push(a);
         }
     }
-    if filter.is_empty() || filter.iter().any(|f| "load".contains(f.as_str())) {
+    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if wants("load") {
         load();
     }
+    if wants("fleet") {
+        fleet();
+    }
+    if wants("follow") {
+        follow();
+    }
+}
+
+/// A runtime whose worker threads are named `name`, so their CPU can be told apart.
+fn named_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// CPU seconds (user and system) used so far by this process's threads named `name`.
+fn cpu_seconds(name: &str) -> f64 {
+    const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            for i in [11, 12] {
+                ticks += fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    ticks as f64 / TICKS_PER_SECOND
+}
+
+async fn submit_one(client: &reqwest::Client, url: &str, body: &'static str) -> Duration {
+    let started = Instant::now();
+    let r = client
+        .post(format!("{url}/spark"))
+        .header("User-Account", "bench")
+        .body(body)
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    started.elapsed()
+}
+
+fn fleet() {
+    use bpg_backends::k8s::mock::MockApiServer;
+    let rt = runtime();
+    rt.block_on(async {
+        // 20 clusters, weighted alike: the router spreads submits over all of them.
+        let mut servers = Vec::new();
+        let mut rules = String::from("clusters:\n");
+        let mut builder_backends: Vec<(String, Arc<dyn Backend>)> = Vec::new();
+        for i in 0..20 {
+            let server = MockApiServer::start_in(&format!("spark-{i}")).await;
+            rules.push_str(&format!("  - {{id: c{i}, connection: c{i}}}\n"));
+            builder_backends.push((format!("c{i}"), Arc::new(server.backend().expect("backend"))));
+            servers.push(server);
+        }
+        let all: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+        rules.push_str(&format!("default: {{clusters: [{}]}}\n", all.join(", ")));
+        let dir = tempfile::tempdir().expect("dir");
+        let mut builder = Gateway::builder(RoutingRules::from_yaml(&rules, None).expect("rules"))
+            .store(Arc::new(SqliteStore::open(dir.path().join("fleet.db")).expect("store")));
+        for (name, backend) in builder_backends {
+            builder = builder.backend(&name, backend);
+        }
+        let gateway = builder.build().await.expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let url = format!("http://{}/skatev2", listener.local_addr().expect("addr"));
+        tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+        let client = reqwest::Client::new();
+        const BODY: &str = r#"{"sparkVersion":"3.5","mainApplicationFile":"local:///f.py","driver":{"labels":{"sim/duration":"1h"}}}"#;
+        let mut latencies = Vec::new();
+        for n in 1..=1_000u64 {
+            latencies.push(submit_one(&client, &url, BODY).await);
+            // The answer came once the application existed on its cluster.
+            let created: u64 = servers.iter().map(MockApiServer::created_count).sum();
+            assert_eq!(created, n, "submit {n} answered before its application existed");
+        }
+        latencies.sort();
+        let used = servers.iter().filter(|s| s.created_count() > 0).count();
+        println!("\nfleet: 1,000 submits over 20 MockApiServer clusters ({used} used), one at a time:");
+        println!("  submit to SparkApplication created: p50 {:.2?}  p99 {:.2?}  max {:.2?}", p(&latencies, 0.5), p(&latencies, 0.99), p(&latencies, 1.0));
+        gateway.shutdown().await;
+
+        // A burst of 5,000 at one cluster capped at 100 in flight.
+        let server = MockApiServer::start_in("burst").await;
+        server.time_scale(Duration::from_millis(10));
+        let mut settings = Settings::default();
+        settings
+            .clusters
+            .insert("analytics".into(), bpg_gateway::ClusterSettings::new().max_in_flight(100));
+        settings.submit_wait = Duration::from_millis(50);
+        let gateway = Gateway::builder(RoutingRules::from_yaml(RULES, None).expect("rules"))
+            .backend("analytics", Arc::new(server.backend().expect("backend")))
+            .settings(settings)
+            .store(Arc::new(SqliteStore::open(dir.path().join("burst.db")).expect("store")))
+            .build()
+            .await
+            .expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let url = format!("http://{}/skatev2", listener.local_addr().expect("addr"));
+        tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+        // 20 simulated seconds each: 200 ms of real time on the cluster.
+        const BURST: &str = r#"{"sparkVersion":"3.5","mainApplicationFile":"local:///b.py","driver":{"labels":{"sim/queue-delay":"0s","sim/duration":"20s"}}}"#;
+        let started = Instant::now();
+        let senders = (0..50).map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                for _ in 0..100 {
+                    submit_one(&client, &url, BURST).await;
+                }
+            }
+        });
+        futures_join_all(senders).await;
+        let answered = started.elapsed();
+        while server.created_count() < 5_000 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let created = started.elapsed();
+        println!("fleet: burst of 5,000 submits at a cluster capped at 100 in flight:");
+        println!("  all answered in {answered:.2?}; all 5,000 created after {created:.2?}; most in flight at once on the cluster: {} (cap 100)", server.peak_in_flight());
+        assert!(server.peak_in_flight() <= 100, "the cap was exceeded");
+        gateway.shutdown().await;
+    });
+}
+
+/// Runs `futures` concurrently (the bench crate has no `futures` dependency).
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        h.await.expect("task");
+    }
+}
+
+fn follow() {
+    use bpg_backends::gateway::{GatewayBackend, GatewayConfig};
+    use bpg_core::{Backend as _, JobId};
+    let gateway_rt = named_runtime("bench-gateway");
+    let runner_rt = named_runtime("bench-runner");
+    let dir = tempfile::tempdir().expect("dir");
+    let (gateway, url, ids) = gateway_rt.block_on(gateway(
+        Arc::new(SqliteStore::open(dir.path().join("follow.db")).expect("store")),
+        10_000,
+    ));
+    let backend_url = url.replace("http://", "bpg+http://bench@");
+    let backend = runner_rt.block_on(async {
+        Arc::new(
+            GatewayBackend::new(
+                GatewayConfig::from_url(&backend_url)
+                    .expect("url")
+                    .name("bpg"),
+            )
+            .expect("backend"),
+        )
+    });
+    // Every job followed as the pipeline executor follows one: next_status, over and over.
+    for id in ids {
+        let backend = backend.clone();
+        runner_rt.spawn(async move {
+            let id = JobId::new(id);
+            let mut previous = backend.status(&id).await.ok();
+            loop {
+                match backend
+                    .next_status(&id, previous.as_ref(), Duration::from_secs(1))
+                    .await
+                {
+                    Ok(status) => previous = Some(status),
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+        });
+    }
+    // Let every follower make its first call, then measure a steady 10 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let (g0, r0) = (cpu_seconds("bench-gateway"), cpu_seconds("bench-runner"));
+    let window = Duration::from_secs(10);
+    std::thread::sleep(window);
+    let (g1, r1) = (cpu_seconds("bench-gateway"), cpu_seconds("bench-runner"));
+    let secs = window.as_secs_f64();
+    println!("\nfollow: one runner following 10,000 running jobs through the gateway (10 s):");
+    println!(
+        "  gateway {:.3} core, runner {:.3} core",
+        (g1 - g0) / secs,
+        (r1 - r0) / secs
+    );
+    runner_rt.shutdown_background();
+    gateway_rt.block_on(gateway.shutdown());
 }

@@ -119,6 +119,8 @@ struct ApiState {
     scale: Duration,
     deletion_delay: Duration,
     created: u64,
+    /// The most applications that have been in flight (created, not ended) at once.
+    peak_in_flight: usize,
     deletes: Vec<DeleteRequest>,
     /// Status codes to answer the next requests with, whatever they are.
     faults: VecDeque<u16>,
@@ -542,6 +544,15 @@ impl ApiState {
         self.tombstones.remove(&key);
         let created = app.at_step(CREATED, self.scale);
         self.apps.insert(key, app);
+        // Only a create adds one in flight, so counting here catches every peak.
+        let now = Instant::now();
+        let scale = self.scale;
+        let in_flight = self
+            .apps
+            .values()
+            .filter(|a| a.deleting.is_none() && a.step_at(scale, now) < ENDED)
+            .count();
+        self.peak_in_flight = self.peak_in_flight.max(in_flight);
         ResponseTemplate::new(201).set_body_json(created)
     }
 
@@ -895,6 +906,7 @@ impl MockApiServer {
             scale: Duration::from_millis(20),
             deletion_delay: Duration::from_millis(100),
             created: 0,
+            peak_in_flight: 0,
             deletes: Vec::new(),
             faults: VecDeque::new(),
             watch_faults: VecDeque::new(),
@@ -984,6 +996,12 @@ impl MockApiServer {
     /// Applications created so far (a `409` is not a creation).
     pub fn created_count(&self) -> u64 {
         self.lock().created
+    }
+
+    /// The most applications that were in flight at once (created and not yet ended or being
+    /// deleted), in every namespace: what a cap on in-flight applications must keep down.
+    pub fn peak_in_flight(&self) -> usize {
+        self.lock().peak_in_flight
     }
 
     /// Every `DELETE` received, in order.
