@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bpg_gateway::auth::Access;
 use bpg_gateway::config::GatewayConfig;
 
 use crate::failure::{Failure, render};
@@ -14,19 +15,51 @@ pub struct GatewayArgs {
     pub config: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub state: String,
+    pub access: Option<PathBuf>,
     pub quiet: bool,
+}
+
+/// `bpg gateway hash-password`: one line of standard input, hashed.
+pub fn hash_password() -> Result<ExitCode, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Failed(format!("bpg: error: cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(Failure::Config(
+            "bpg: error: no password on standard input (try: printf '%s' \"$PASSWORD\" | bpg gateway hash-password)".into(),
+        ));
+    }
+    println!("{}", bpg_gateway::auth::hash_password(password));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bpg gateway new-token`: a token and its hash.
+pub fn new_token() -> Result<ExitCode, Failure> {
+    let (token, hash) = bpg_gateway::auth::new_token();
+    println!("token: {token}");
+    println!("hash:  {hash}");
+    eprintln!(
+        "give the token to its user (it is not kept anywhere); put the hash in the user's tokens: in the access file"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The address when neither the flag nor the config sets one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => {
             GatewayConfig::from_file(path).map_err(|d| Failure::config_diagnostics(&d))?
         }
         None => GatewayConfig::embedded_default(),
     };
+    if let Some(path) = &args.access {
+        config.access = Some(Access::from_file(path).map_err(|d| Failure::config_diagnostics(&d))?);
+        config.access_file = Some(path.clone());
+    }
     if !config.warnings.is_empty() && !args.quiet {
         eprintln!("{}", render(&config.warnings));
     }
@@ -35,17 +68,17 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .parse()
             .unwrap_or_else(|_| unreachable!("a valid address"))
     });
-    let dev_mode = !config.requires_users();
+    let dev_mode = !config.authenticates();
     if dev_mode && !listen.ip().is_loopback() {
         return Err(Failure::Config(format!(
-            "bpg: error: refusing to listen on {listen}: this gateway has no users configured (development mode: any user name is accepted), so it only listens on loopback; configure allowed users, or listen on 127.0.0.1"
+            "bpg: error: refusing to listen on {listen}: without an access file this gateway checks no password (development mode: any user name is taken at its word), so it listens on loopback only; give users with --access FILE (or gateway.access / accessFile: in the config), or listen on 127.0.0.1"
         )));
     }
+    let access_file = config.access_file.clone();
     let store = bpg_gateway::store::open(&args.state)
         .await
         .map_err(|e| Failure::from_error("gateway state", e))?;
     let location = store.location();
-    let mut config = config;
     if config.settings.upload_dir.is_none() {
         // Beside the SQLite file; in the working directory when the state is on a server.
         let dir = Some(std::path::Path::new(&args.state))
@@ -61,10 +94,12 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
         .await
         .map_err(|e| Failure::from_error("gateway clusters", e))?;
     let gateway = builder
-        .dev_mode(dev_mode)
         .build()
         .await
         .map_err(|e| Failure::from_error("gateway", e))?;
+    if let Some(path) = access_file {
+        tokio::spawn(reload_on_hangup(gateway.clone(), path));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Config(format!("bpg: error: cannot listen on {listen}: {e}")))?;
@@ -90,4 +125,31 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
         eprintln!("bpg gateway stopped");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the access file again on every SIGHUP; a file that no longer loads is reported and the
+/// one in place is kept.
+async fn reload_on_hangup(gateway: bpg_gateway::Gateway, path: PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the access file will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Access::from_file(&path) {
+            Ok(access) => {
+                let users = access.user_names().count();
+                gateway.reload_access(access);
+                eprintln!(
+                    "bpg gateway: reloaded the access file {} ({users} users)",
+                    path.display()
+                );
+            }
+            Err(d) => eprintln!(
+                "bpg gateway: the access file {} was not reloaded, the one in place stays:\n{}",
+                path.display(),
+                render(&d)
+            ),
+        }
+    }
 }

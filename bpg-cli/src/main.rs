@@ -196,6 +196,7 @@ enum Command {
     /// Serve the Batch Processing Gateway: BPG's REST API routing jobs to clusters, until Ctrl-C
     /// or SIGTERM. Without --config: two simulated clusters (analytics, and datascience for PHI),
     /// any user name accepted, loopback only.
+    #[command(args_conflicts_with_subcommands = true)]
     Gateway {
         /// Gateway config: ours (gateway:, rules:, connections:) or BPG's own (sparkClusters:,
         /// or Helm values with plainConfig:); the kind is detected.
@@ -208,6 +209,13 @@ enum Command {
         /// postgres://user:password@host/db URL that several gateway replicas share.
         #[arg(long, default_value = "bpg-gateway.db")]
         state: String,
+        /// Access file (users with hashed passwords and tokens, queue permissions, trusted
+        /// proxies); overrides the config's. Without one: development mode, loopback only.
+        /// Read again on SIGHUP.
+        #[arg(long)]
+        access: Option<PathBuf>,
+        #[command(subcommand)]
+        tool: Option<GatewayTool>,
     },
     /// Draw a pipeline's task graph.
     Graph {
@@ -217,6 +225,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: GraphFormat,
     },
+}
+
+/// Helpers for the gateway's access file.
+#[derive(Debug, Subcommand)]
+enum GatewayTool {
+    /// Read a password from standard input (one line) and print its argon2id hash, for an access
+    /// file's `password:`. Never pass a password as an argument, where `ps` and shell history
+    /// would keep it.
+    HashPassword,
+    /// Make a bearer token: prints the token (give it to its user; it is not kept) and the hash
+    /// for the user's `tokens:` in the access file.
+    NewToken,
 }
 
 fn main() -> ExitCode {
@@ -332,14 +352,23 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             .await
         }
         Command::Gateway {
+            tool: Some(tool), ..
+        } => match tool {
+            GatewayTool::HashPassword => gateway::hash_password(),
+            GatewayTool::NewToken => gateway::new_token(),
+        },
+        Command::Gateway {
             config,
             listen,
             state,
+            access,
+            tool: None,
         } => {
             gateway::gateway(gateway::GatewayArgs {
                 config,
                 listen,
                 state,
+                access,
                 quiet,
             })
             .await

@@ -175,7 +175,7 @@ fn without_users_the_gateway_listens_on_loopback_only() {
     );
     assert_eq!(out.code, 2, "{}", out.transcript());
     assert!(
-        out.stderr.contains("only listens on loopback"),
+        out.stderr.contains("listens on loopback only"),
         "{}",
         out.transcript()
     );

@@ -4,20 +4,22 @@
 //! the caller, look the submission up, render BPG's JSON shape. Errors are [`ApiError`]s.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path as FsPath};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use bpg_client::SubmissionStatus;
 use bpg_core::formats::{parse_application, to_bpg_request};
 use bpg_core::{JobId, LogOptions, SparkJob};
@@ -26,11 +28,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids;
 use crate::openapi;
 use crate::service::{Dispatched, Inner, bpg_state};
-use crate::store::{Phase, StoredStatus, SubmissionRecord, SubmissionStoreExt};
+use crate::store::{AuditEntry, Phase, StoredStatus, SubmissionRecord, SubmissionStoreExt};
 
 type Shared = State<Arc<Inner>>;
 
@@ -38,7 +41,7 @@ type Shared = State<Arc<Inner>>;
 pub const AIRFLOW_SYSTEM_ACCOUNT: &str = "airflow_system_account";
 
 /// Extensions this gateway advertises in `/admin/version`.
-pub const EXTENSIONS: &[&str] = &["batch-status", "explain", "idempotency-key"];
+pub const EXTENSIONS: &[&str] = &["batch-status", "explain", "idempotency-key", "audit"];
 
 /// Builds the router: the API under every prefix, `/metrics`, health, the OpenAPI document.
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
@@ -55,6 +58,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/log", get(log))
         .route("/s3/{name}", post(upload))
         .route("/admin/submissions", get(admin_submissions))
+        .route("/admin/audit", get(admin_audit))
         .route("/admin/version", get(version))
         .route("/healthcheck/status", get(healthcheck))
         .route("/openapi.json", get(openapi_json))
@@ -137,61 +141,129 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-/// The authenticated user: `User-Account` (as BPG, which takes it first), else HTTP Basic.
-pub(crate) fn caller(inner: &Inner, headers: &HeaderMap) -> Result<String, ApiError> {
-    let from_header = headers
-        .get(bpg_client::USER_ACCOUNT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
-    let user = match from_header {
-        Some(user) => user,
-        None => basic_user(headers).ok_or_else(ApiError::unauthorized)?,
-    };
-    let s = &inner.settings;
-    if s.blocked_users.iter().any(|b| b == &user) {
-        return Err(ApiError::unauthorized());
+/// The authenticated caller of a request and the address it came from (see [`crate::auth`]).
+/// A refusal is answered (401, or 429 past the failed sign-in limit) and, when credentials were
+/// presented, audited.
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub address: Option<IpAddr>,
+}
+
+impl Caller {
+    fn name(&self) -> &str {
+        &self.principal.name
     }
-    match &s.allowed_users {
-        None => Ok(user),
-        Some(allowed) if allowed.iter().any(|a| a == "*" || a == &user) => Ok(user),
-        Some(_) => Err(ApiError::unauthorized()),
+
+    /// An audit entry of this caller.
+    fn audit(&self, action: &str, outcome: &str) -> AuditEntry {
+        let mut e = AuditEntry::new(action, self.name(), outcome);
+        e.address = self.address.map(|a| a.to_string());
+        e
+    }
+
+    /// 403 unless the caller may act on a submission of `owner`; a denial is audited.
+    async fn may_act_on(
+        &self,
+        inner: &Inner,
+        action: &str,
+        id: &str,
+        owner: &str,
+    ) -> Result<(), ApiError> {
+        if self.principal.may_act_on(owner) {
+            return Ok(());
+        }
+        let message = format!(
+            "{} may not {action} submission {id}: it is {owner}'s, and only its owner and admins may",
+            self.name()
+        );
+        let mut e = self.audit(action, "denied");
+        e.submission = Some(id.to_owned());
+        e.message = message.clone();
+        inner.audit(e).await;
+        Err(ApiError::forbidden(message))
+    }
+
+    /// 403 unless the caller is an admin; a denial is audited.
+    async fn must_be_admin(&self, inner: &Inner, action: &str) -> Result<(), ApiError> {
+        if self.principal.admin {
+            return Ok(());
+        }
+        let message = format!("{} may not {action}: it is for admins only", self.name());
+        let mut e = self.audit(action, "denied");
+        e.message = message.clone();
+        inner.audit(e).await;
+        Err(ApiError::forbidden(message))
     }
 }
 
-fn basic_user(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+impl FromRequestParts<Arc<Inner>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        inner: &Arc<Inner>,
+    ) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        match inner
+            .auth
+            .authenticate(&inner.settings, &parts.headers, address)
+            .await
+        {
+            Ok(principal) => Ok(Caller { principal, address }),
+            Err(refused) => {
+                if refused.attempted {
+                    let outcome = if refused.error.status == StatusCode::TOO_MANY_REQUESTS {
+                        "limited"
+                    } else {
+                        "unauthenticated"
+                    };
+                    let mut e =
+                        AuditEntry::new("sign-in", refused.name.unwrap_or_default(), outcome);
+                    e.address = address.map(|a| a.to_string());
+                    e.message = format!("{} {}", parts.method, parts.uri.path());
+                    inner.audit(e).await;
+                }
+                Err(refused.error)
+            }
+        }
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
-    (!user.is_empty()).then(|| user.to_owned())
 }
 
-/// The record of `id`: 400 for a malformed id, 404 for an unknown or deleted one.
-async fn lookup(inner: &Inner, id: &str) -> Result<SubmissionRecord, ApiError> {
+/// The record of `id` for `caller` to `action`: 400 for a malformed id, 404 for an unknown one,
+/// 403 when it is another user's, then 404 for a deleted one.
+async fn lookup(
+    inner: &Inner,
+    caller: &Caller,
+    action: &str,
+    id: &str,
+) -> Result<SubmissionRecord, ApiError> {
     ids::check_shape(id).map_err(ApiError::bad_request)?;
-    let record = inner.store.get(id).await?;
-    if let Some(r) = &record {
-        not_deleted(id, r.phase, r.deleted_by.as_deref())?;
-    }
-    record.ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))
+    let record = inner
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
+    caller.may_act_on(inner, action, id, &record.user).await?;
+    not_deleted(id, record.phase, record.deleted_by.as_deref())?;
+    Ok(record)
 }
 
 /// [`lookup`] of the status only, which reads no job.
-async fn lookup_status(inner: &Inner, id: &str) -> Result<StoredStatus, ApiError> {
+async fn lookup_status(inner: &Inner, caller: &Caller, id: &str) -> Result<StoredStatus, ApiError> {
     ids::check_shape(id).map_err(ApiError::bad_request)?;
-    let status = inner.store.statuses_many(&[id]).await?.pop().flatten();
-    if let Some(s) = &status {
-        not_deleted(id, s.phase, s.deleted_by.as_deref())?;
-    }
-    status.ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))
+    let status = inner
+        .store
+        .statuses_many(&[id])
+        .await?
+        .pop()
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
+    caller.may_act_on(inner, "read", id, &status.user).await?;
+    not_deleted(id, status.phase, status.deleted_by.as_deref())?;
+    Ok(status)
 }
 
 /// A deleted submission answers 404, saying who deleted it.
@@ -279,15 +351,15 @@ struct SubmitQuery {
 /// `POST /spark`: a BPG request (JSON or YAML by `Content-Type`, by content when there is none).
 async fn submit(
     State(inner): Shared,
+    caller: Caller,
     headers: HeaderMap,
     q: Result<Query<SubmitQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = caller(&inner, &headers)?;
     let q = query(q)?;
     let proxy_user = match q.dag_user.filter(|u| !u.is_empty()) {
-        Some(dag_user) if user == AIRFLOW_SYSTEM_ACCOUNT => dag_user,
-        _ => user,
+        Some(dag_user) if caller.principal.impersonate => dag_user,
+        _ => caller.name().to_owned(),
     };
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8 text"))?;
@@ -336,13 +408,46 @@ async fn submit(
                 job.queue.as_deref(),
                 "denied",
             );
-            return Err(ApiError::bad_request(format!(
-                "the submission cannot be routed: {e}"
-            )));
+            let message = format!("the submission cannot be routed: {e}");
+            let mut entry = caller.audit("submit", "refused");
+            entry.queue = job.queue.clone();
+            entry.cluster = pinned.clone();
+            entry.message = message.clone();
+            inner.audit(entry).await;
+            return Err(ApiError::bad_request(message));
         }
     };
     if decision.queue.is_some() {
         job.queue = decision.queue.clone();
+    }
+    let refuse = |outcome: &'static str, message: String| {
+        let mut entry = caller.audit("submit", outcome);
+        entry.queue = job.queue.clone();
+        entry.cluster = Some(decision.cluster.clone());
+        entry.message = message;
+        entry
+    };
+    if !caller.principal.admin
+        && let Err(why) = inner.auth.may_submit(&proxy_user, job.queue.as_deref())
+    {
+        inner
+            .metrics
+            .submission(&decision.cluster, job.queue.as_deref(), "denied");
+        inner.audit(refuse("denied", why.clone())).await;
+        return Err(ApiError::forbidden(why));
+    }
+    if let Some(limit) = inner.settings.limits.max_in_flight_per_user {
+        let unfinished = inner.store.unfinished_count(&proxy_user).await?;
+        if unfinished >= u64::from(limit) {
+            let message = format!(
+                "{proxy_user} has {unfinished} submissions not finished, the most this gateway takes per user ({limit}); submit again when one has ended"
+            );
+            inner.audit(refuse("limited", message.clone())).await;
+            return Err(ApiError {
+                retry_after: Some(10),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
+            });
+        }
     }
     let id = ids::new_id(&decision.cluster, suffix.as_deref());
     apply_cluster_settings(&inner, &mut job, &decision.cluster, &id);
@@ -367,21 +472,37 @@ async fn submit(
     if let Some(key) = &key {
         record = record.with_dedupe(&proxy_user, key);
     }
+    let mut entry = caller.audit("submit", "accepted");
+    entry.queue = record.queue.clone();
+    entry.cluster = Some(record.cluster.clone());
+    if proxy_user != caller.name() {
+        entry.message = format!("as {proxy_user}");
+    }
     if let Some(existing) = inner.store.insert(&record).await? {
         inner
             .metrics
             .submission(&existing.cluster, existing.queue.as_deref(), "duplicate");
+        entry.outcome = "duplicate".into();
+        entry.submission = Some(existing.id.clone());
+        inner.audit(entry).await;
         return Ok(Json(json!({ "submissionId": existing.id })));
     }
     tracing::info!(submission = %id, user = %proxy_user, cluster = %decision.cluster, rule = %decision.rule, "submission recorded");
+    entry.submission = Some(id.clone());
     let (tx, rx) = oneshot::channel();
     inner
         .tasks
         .spawn(inner.clone().dispatch(record, Some(tx), false));
-    match tokio::time::timeout(inner.settings.submit_wait, rx).await {
-        Ok(Ok(Dispatched::Rejected(e))) => Err(e),
+    let answer = match tokio::time::timeout(inner.settings.submit_wait, rx).await {
+        Ok(Ok(Dispatched::Rejected(e))) => {
+            entry.outcome = "rejected".into();
+            entry.message = e.message.clone();
+            Err(e)
+        }
         _ => Ok(Json(json!({ "submissionId": id }))),
-    }
+    };
+    inner.audit(entry).await;
+    answer
 }
 
 /// BPG's GetSubmissionStatusResponse for a submission: its live status while followed, the
@@ -486,11 +607,10 @@ fn summary(inner: &Inner, r: &SubmissionRecord) -> Value {
 
 async fn status(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<SubmissionStatus>, ApiError> {
-    caller(&inner, &headers)?;
-    let status = lookup_status(&inner, &id).await?;
+    let status = lookup_status(&inner, &caller, &id).await?;
     Ok(Json(status_of(&inner, &status)))
 }
 
@@ -511,21 +631,19 @@ fn spec_value(r: &SubmissionRecord) -> Value {
 
 async fn spec(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&inner, &headers)?;
-    let record = lookup(&inner, &id).await?;
+    let record = lookup(&inner, &caller, "read", &id).await?;
     Ok(Json(spec_value(&record)))
 }
 
 async fn driver(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&inner, &headers)?;
-    let record = lookup(&inner, &id).await?;
+    let record = lookup(&inner, &caller, "read", &id).await?;
     let started = record.started_ms.or_else(|| {
         inner
             .live_status(&id)
@@ -550,11 +668,10 @@ fn format_time(ms: i64) -> String {
 
 async fn describe(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Response, ApiError> {
-    caller(&inner, &headers)?;
-    let record = lookup(&inner, &id).await?;
+    let record = lookup(&inner, &caller, "read", &id).await?;
     let mut text = String::from("--- Spark Spec ---\n");
     text.push_str(&serde_saphyr::to_string(&spec_value(&record)).unwrap_or_default());
     if !text.ends_with('\n') {
@@ -584,11 +701,10 @@ async fn describe(
 
 async fn explain(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&inner, &headers)?;
-    let record = lookup(&inner, &id).await?;
+    let record = lookup(&inner, &caller, "read", &id).await?;
     let status = status_fields(&inner, &StoredStatus::from(&record));
     let waiting = inner.waiting_for(&record);
     let decision = record.decision.clone().unwrap_or(Value::Null);
@@ -625,16 +741,18 @@ async fn explain(
 
 async fn delete_submission(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     SubmissionPath(id): SubmissionPath,
 ) -> Result<Json<Value>, ApiError> {
-    let user = caller(&inner, &headers)?;
     ids::check_shape(&id).map_err(ApiError::bad_request)?;
     let record = inner
         .store
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Application {id} not found")))?;
+    caller
+        .may_act_on(&inner, "delete", &id, &record.user)
+        .await?;
     // Deleting twice is not an error, as in BPG.
     if record.phase == Phase::Deleted {
         return Ok(Json(json!({ "submissionId": id })));
@@ -651,16 +769,19 @@ async fn delete_submission(
             .cancel(&JobId::new(backend_id.clone()))
             .await?;
     }
-    inner.store.set_deleted(&id, &user).await?;
-    tracing::info!(submission = %id, user = %user, "submission deleted");
+    inner.store.set_deleted(&id, caller.name()).await?;
+    let mut entry = caller.audit("delete", "deleted");
+    entry.submission = Some(id.clone());
+    entry.queue = record.queue.clone();
+    entry.cluster = Some(record.cluster.clone());
+    inner.audit(entry).await;
     Ok(Json(json!({ "submissionId": id })))
 }
 
-async fn my_submissions(State(inner): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let user = caller(&inner, &headers)?;
+async fn my_submissions(State(inner): Shared, caller: Caller) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = inner
         .store
-        .by_user(&user)
+        .by_user(caller.name())
         .await?
         .iter()
         .filter(|r| r.phase != Phase::Deleted)
@@ -676,10 +797,12 @@ struct AdminQuery {
 
 async fn admin_submissions(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     q: Result<Query<AdminQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller(&inner, &headers)?;
+    caller
+        .must_be_admin(&inner, "list every submission")
+        .await?;
     let q = query(q)?;
     let mut body = String::new();
     for r in inner
@@ -689,6 +812,29 @@ async fn admin_submissions(
     {
         body.push_str(&summary(&inner, &r).to_string());
         body.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /admin/audit` (our extension, admins only): the newest lines of the audit log as NDJSON,
+/// oldest first.
+async fn admin_audit(
+    State(inner): Shared,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.must_be_admin(&inner, "read the audit log").await?;
+    let limit = query(q)?.limit.unwrap_or(1_000).min(100_000);
+    let mut body = Vec::new();
+    for e in inner.store.audit_log(limit).await? {
+        write_json(&mut body, &e);
+        body.push(b'\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
@@ -705,10 +851,9 @@ pub const MAX_BATCH: usize = 10_000;
 /// `POST /spark/statuses` (our extension): the statuses of many submissions in one round trip.
 async fn batch_status(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller(&inner, &headers)?;
     let request: BatchStatusRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"submissionIds\": [\"<id>\", ...]}}: {e}"
@@ -737,6 +882,7 @@ async fn batch_status(
     let mut body = Vec::with_capacity(64 + request.submission_ids.len() * 160);
     body.extend_from_slice(b"{\"statuses\":{");
     let mut seen = std::collections::HashSet::new();
+    let mut denied = 0usize;
     for id in &request.submission_ids {
         // A repeated id answers once, as a JSON object's key can.
         if !seen.insert(id.as_str()) {
@@ -747,21 +893,36 @@ async fn batch_status(
         }
         write_json(&mut body, id);
         body.push(b':');
-        match found.remove(id.as_str()) {
-            Some(r) if r.phase != Phase::Deleted => write_json(&mut body, &status_of(&inner, &r)),
-            _ => {
-                let e = lookup(&inner, id)
-                    .await
-                    .err()
-                    .unwrap_or_else(|| ApiError::not_found(format!("Application {id} not found")));
-                write_json(
-                    &mut body,
-                    &json!({"error": {"code": e.status.as_u16(), "message": e.message}}),
-                );
+        let answer = match found.remove(id.as_str()) {
+            Some(r) if !caller.principal.may_act_on(&r.user) => {
+                denied += 1;
+                Err(ApiError::forbidden(format!(
+                    "{} may not read submission {id}: it is {}'s, and only its owner and admins may",
+                    caller.name(),
+                    r.user
+                )))
             }
+            Some(r) => not_deleted(id, r.phase, r.deleted_by.as_deref()).map(|()| r),
+            None => Err(match ids::check_shape(id) {
+                Err(why) => ApiError::bad_request(why),
+                Ok(()) => ApiError::not_found(format!("Application {id} not found")),
+            }),
+        };
+        match answer {
+            Ok(r) => write_json(&mut body, &status_of(&inner, &r)),
+            Err(e) => write_json(
+                &mut body,
+                &json!({"error": {"code": e.status.as_u16(), "message": e.message}}),
+            ),
         }
     }
     body.extend_from_slice(b"}}");
+    if denied > 0 {
+        // One line for the request, not one per id.
+        let mut entry = caller.audit("read", "denied");
+        entry.message = format!("batch status: {denied} of the ids asked for are other users'");
+        inner.audit(entry).await;
+    }
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -786,20 +947,23 @@ struct LogQuery {
 /// `GET /log`: the driver log, followed while the application runs, whole once it has ended.
 async fn log(
     State(inner): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller(&inner, &headers)?;
     let q = query(q)?;
     let sub_id = q.sub_id.filter(|s| !s.is_empty());
     let app_id = q.app_id.filter(|s| !s.is_empty());
     let record = match (sub_id, app_id) {
-        (Some(id), _) => lookup(&inner, &id).await?,
+        (Some(id), _) => lookup(&inner, &caller, "read the log of", &id).await?,
         (None, Some(app_id)) => {
             let found = inner.store.by_spark_app_id(&app_id).await?;
-            found.ok_or_else(|| {
+            let record = found.ok_or_else(|| {
                 ApiError::not_found(format!("no submission has Spark application id {app_id}"))
-            })?
+            })?;
+            caller
+                .may_act_on(&inner, "read the log of", &record.id, &record.user)
+                .await?;
+            record
         }
         (None, None) => {
             return Err(ApiError::bad_request(
@@ -847,6 +1011,17 @@ async fn log(
     } else {
         LogOptions::snapshot()
     };
+    // Held by the stream: a followed log holds a connection to the cluster until it ends.
+    let stream_slot = inner.log_streams.clone().try_acquire_owned().map_err(|_| ApiError {
+        retry_after: Some(5),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} log streams are open, the most this gateway follows at once; try again shortly",
+                inner.settings.limits.max_log_streams
+            ),
+        )
+    })?;
     let lines = cluster.backend.logs(&backend_id, &options).await?;
     let id = record.id.clone();
     let shutdown = inner.shutdown.clone();
@@ -863,7 +1038,10 @@ async fn log(
             std::future::ready(keep)
         })
         .filter_map(|line| std::future::ready(line.ok()))
-        .map(|line| Ok::<_, std::io::Error>(Bytes::from(format!("{}\n", line.text))));
+        .map(move |line| {
+            let _held = &stream_slot;
+            Ok::<_, std::io::Error>(Bytes::from(format!("{}\n", line.text)))
+        });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(body),
@@ -888,12 +1066,11 @@ fn safe_segment(s: &str) -> bool {
 /// `POST /s3/{name}`: stores the raw body in the gateway's upload directory.
 async fn upload(
     State(inner): Shared,
-    headers: HeaderMap,
+    _caller: Caller,
     axum::extract::Path(name): axum::extract::Path<String>,
     q: Result<Query<UploadQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&inner, &headers)?;
     let q = query(q)?;
     if !safe_segment(&name) {
         return Err(ApiError::bad_request(format!(
@@ -980,8 +1157,8 @@ async fn version() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
-async fn healthcheck(State(inner): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    caller(&inner, &headers)?;
+/// BPG's authenticated health check: answers who may call at all.
+async fn healthcheck(_caller: Caller) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "OK"})))
 }
 

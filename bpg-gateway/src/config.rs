@@ -9,8 +9,17 @@
 //!   listen: 127.0.0.1:8080
 //!   context_path: /skatev2
 //!   aliases: [/apiv2]
-//!   allowed_users: ["*"]         # absent: any user name (development mode, loopback only)
+//!   access: access.yaml          # users, tokens, queue permissions (see `auth`); absent:
+//!                                # development mode (any user name, loopback only)
+//!   allowed_users: ["*"]         # BPG's lists, applied after authentication
 //!   blocked_users: []
+//!   admin_users: [ops]           # admins besides those the access file marks
+//!   limits:                      # see `auth::Limits`
+//!     requests_per_second: 50    # per user
+//!     max_in_flight_per_user: 500
+//!     max_log_streams: 256
+//!     failed_sign_ins_per_minute: 10
+//!     header_read_timeout: 10s
 //!   default_spark_conf: {spark.eventLog.enabled: "false"}
 //!   fixed_spark_conf: {}
 //!   spark_images: [{name: "apache/spark:3.5.0", types: [Python, Scala], version: "3.5"}]
@@ -28,7 +37,8 @@
 //! BPG's: `sparkClusters` (each reached through its `masterUrl` with `caCertDataSOPS` and
 //! `userTokenSOPS`, or, our extension, through `connection: <url>` such as `sim://`), `queues`,
 //! `sparkImages`, `defaultSparkConf`, `fixedSparkConf`, `allowedUsers`, `blockedUsers`,
-//! `statusCacheExpireMillis`, `applicationContextPath`. Every other key is reported as a warning
+//! `statusCacheExpireMillis`, `applicationContextPath`, `adminUsers` (enforced, unlike BPG), and
+//! our extension `accessFile:` (the [access file](crate::auth), relative to the file). Every other key is reported as a warning
 //! naming its line; nothing is silently dropped. A cluster with neither a `masterUrl` nor a
 //! `connection` is kept, and reported unavailable: jobs routed to it wait.
 //!
@@ -61,6 +71,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::auth::Access;
 use crate::service::{ClusterSettings, Settings, SparkImage};
 use crate::{Gateway, GatewayBuilder, SubmissionStore};
 
@@ -134,6 +145,10 @@ pub struct GatewayConfig {
     pub listen: Option<SocketAddr>,
     /// Problems that did not stop loading (unsupported BPG keys, unreachable clusters).
     pub warnings: Diagnostics,
+    /// Who may call (the access file); `None`: development mode.
+    pub access: Option<Access>,
+    /// Where the access file is, to read it again on reload.
+    pub access_file: Option<PathBuf>,
     connections: ConnectionRegistry,
     reach: BTreeMap<String, Reach>,
 }
@@ -188,9 +203,13 @@ struct OurSettings {
     listen: Option<String>,
     context_path: Option<String>,
     aliases: Option<Vec<String>>,
+    access: Option<String>,
     allowed_users: Option<Vec<String>>,
     #[serde(default)]
     blocked_users: Vec<String>,
+    #[serde(default)]
+    admin_users: Vec<String>,
+    limits: Option<OurLimits>,
     #[serde(default)]
     default_spark_conf: BTreeMap<String, ConfValue>,
     #[serde(default)]
@@ -204,6 +223,16 @@ struct OurSettings {
     upload_dir: Option<String>,
     #[serde(default)]
     clusters: BTreeMap<String, OurCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OurLimits {
+    requests_per_second: Option<u32>,
+    max_in_flight_per_user: Option<u32>,
+    max_log_streams: Option<usize>,
+    failed_sign_ins_per_minute: Option<u32>,
+    header_read_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +349,8 @@ default: {clusters: [analytics]}
             rules,
             listen: None,
             warnings: Diagnostics::new(),
+            access: None,
+            access_file: None,
             connections,
             reach: BTreeMap::new(),
         }
@@ -348,6 +379,35 @@ default: {clusters: [analytics]}
         }
         settings.allowed_users = s.allowed_users;
         settings.blocked_users = s.blocked_users;
+        settings.admin_users = s.admin_users;
+        if let Some(l) = s.limits {
+            let limits = &mut settings.limits;
+            limits.requests_per_second = l.requests_per_second;
+            limits.max_in_flight_per_user = l.max_in_flight_per_user;
+            if let Some(n) = l.max_log_streams {
+                limits.max_log_streams = n;
+            }
+            if let Some(n) = l.failed_sign_ins_per_minute {
+                limits.failed_sign_ins_per_minute = n;
+            }
+            if let Some(v) = l.header_read_timeout {
+                match parse_duration("gateway.limits.header_read_timeout", &v) {
+                    Ok(d) => limits.header_read_timeout = d,
+                    Err(e) => problems.push(at("gateway.limits.header_read_timeout", e)),
+                }
+            }
+        }
+        let access_file = s.access.as_deref().map(|a| resolve(file, a));
+        let access = match &access_file {
+            Some(a) => match Access::from_file(a) {
+                Ok(a) => Some(a),
+                Err(d) => {
+                    problems.0.extend(d.0);
+                    None
+                }
+            },
+            None => None,
+        };
         settings.default_spark_conf = conf(s.default_spark_conf);
         settings.fixed_spark_conf = conf(s.fixed_spark_conf);
         settings.spark_images = s
@@ -465,6 +525,8 @@ default: {clusters: [analytics]}
             rules: rules.unwrap_or_else(|| unreachable!("errors returned above")),
             listen,
             warnings: problems,
+            access,
+            access_file,
             connections,
             reach: BTreeMap::new(),
         })
@@ -513,6 +575,8 @@ default: {clusters: [analytics]}
             "fixedSparkConf",
             "allowedUsers",
             "blockedUsers",
+            "adminUsers",
+            "accessFile",
             "statusCacheExpireMillis",
             "applicationContextPath",
         ];
@@ -559,6 +623,31 @@ default: {clusters: [analytics]}
             ));
         }
         settings.blocked_users = strings(config.get("blockedUsers"));
+        settings.admin_users = strings(config.get("adminUsers"));
+        let access_file = match config.get("accessFile") {
+            Some(Value::String(p)) => Some(resolve(file, p)),
+            _ => None,
+        };
+        let access = match config.get("accessFile") {
+            Some(Value::String(p)) => match Access::from_file(resolve(file, p)) {
+                Ok(a) => Some(a),
+                Err(d) => {
+                    errors.0.extend(d.0);
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(at(
+                    "accessFile",
+                    "accessFile",
+                    offset,
+                    "expected the path of an access file".into(),
+                    true,
+                ));
+                None
+            }
+            None => None,
+        };
         settings.default_spark_conf = string_map(config.get("defaultSparkConf"));
         settings.fixed_spark_conf = string_map(config.get("fixedSparkConf"));
         if let Some(v) = config.get("statusCacheExpireMillis") {
@@ -764,14 +853,17 @@ default: {clusters: [analytics]}
             rules: rules.unwrap_or_else(|| unreachable!("errors returned above")),
             listen,
             warnings,
+            access,
+            access_file,
             connections,
             reach,
         })
     }
 
-    /// Whether users must be listed: false for a configuration that lets any user name in.
-    pub fn requires_users(&self) -> bool {
-        self.settings.allowed_users.is_some()
+    /// Whether callers are authenticated (an access file is configured); without it the
+    /// gateway is in development mode, and `bpg gateway` listens on loopback only.
+    pub fn authenticates(&self) -> bool {
+        self.access.is_some()
     }
 
     /// A builder for the gateway this configuration describes, over `store`: every cluster's
@@ -782,8 +874,10 @@ default: {clusters: [analytics]}
     ) -> bpg_core::Result<GatewayBuilder> {
         let mut builder = Gateway::builder(self.rules)
             .settings(self.settings)
-            .store(store)
-            .dev_mode(false);
+            .store(store);
+        if let Some(access) = self.access {
+            builder = builder.access(access);
+        }
         for (id, reach) in self.reach {
             match reach {
                 Reach::Connection(_) => {}

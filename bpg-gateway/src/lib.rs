@@ -64,6 +64,7 @@
 //! ```
 
 mod api;
+pub mod auth;
 pub mod config;
 mod error;
 pub mod ids;
@@ -84,6 +85,7 @@ pub use error::ApiError;
 pub use service::{ClusterSettings, Settings, SparkImage};
 pub use store::{SqliteStore, SubmissionStore};
 
+use auth::Access;
 use service::Inner;
 
 /// A running gateway: its clusters, store and followers. Cheap to clone; see the [crate docs](crate).
@@ -99,7 +101,7 @@ pub struct GatewayBuilder {
     connections: Option<Arc<dyn Connections>>,
     settings: Settings,
     store: Option<Arc<dyn SubmissionStore>>,
-    dev_mode: bool,
+    access: Option<Access>,
     seed: Option<u64>,
 }
 
@@ -138,10 +140,10 @@ impl GatewayBuilder {
         self
     }
 
-    /// Marks the gateway as running without authentication (any user name accepted); it says so in
-    /// its health answer and log.
-    pub fn dev_mode(mut self, dev: bool) -> Self {
-        self.dev_mode = dev;
+    /// Who may call and what they may do (see [`auth`]). Without one the gateway runs in
+    /// development mode: any user name is taken at its word.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = Some(access);
         self
     }
 
@@ -199,7 +201,7 @@ impl GatewayBuilder {
             self.rules,
             clusters,
             store,
-            self.dev_mode,
+            self.access,
             self.seed,
         ));
         let resumed = inner.reconcile().await?;
@@ -222,7 +224,7 @@ impl Gateway {
             connections: None,
             settings: Settings::default(),
             store: None,
-            dev_mode: false,
+            access: None,
             seed: None,
         }
     }
@@ -242,9 +244,15 @@ impl Gateway {
         &self.inner.settings
     }
 
-    /// Whether the gateway runs without authentication.
+    /// Whether the gateway runs without authentication (no access file: development mode).
     pub fn is_dev_mode(&self) -> bool {
-        self.inner.dev_mode
+        self.inner.auth.is_dev()
+    }
+
+    /// Puts a new access file in place (as `bpg gateway` does on SIGHUP): requests from now on
+    /// are checked against it, and remembered password checks are forgotten.
+    pub fn reload_access(&self, access: Access) {
+        self.inner.auth.replace(access);
     }
 
     /// Cluster ids.
@@ -265,7 +273,10 @@ impl Gateway {
             shutdown.await;
             token.cancel();
         };
-        let result = axum::serve(listener, self.router())
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await;
         self.shutdown().await;

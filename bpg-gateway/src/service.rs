@@ -37,9 +37,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Access, Authenticator};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{Phase, StateChange, SubmissionRecord, SubmissionStore, SubmissionStoreExt};
+use crate::store::{
+    AuditEntry, Phase, StateChange, SubmissionRecord, SubmissionStore, SubmissionStoreExt,
+};
 
 /// One `sparkImages` entry: the image for jobs of these types and this Spark version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -100,6 +103,10 @@ pub struct Settings {
     pub allowed_users: Option<Vec<String>>,
     /// Users kept out.
     pub blocked_users: Vec<String>,
+    /// Admins besides those of the access file (BPG's `adminUsers`, enforced here).
+    pub admin_users: Vec<String>,
+    /// Per-user and per-address limits.
+    pub limits: crate::auth::Limits,
     /// Spark conf every job starts from (BPG's `defaultSparkConf`); the job's own conf wins.
     pub default_spark_conf: BTreeMap<String, String>,
     /// Spark conf every job gets, whatever it asks (BPG's `fixedSparkConf`).
@@ -127,6 +134,8 @@ impl Default for Settings {
             aliases: vec!["/apiv2".to_owned()],
             allowed_users: None,
             blocked_users: Vec::new(),
+            admin_users: Vec::new(),
+            limits: crate::auth::Limits::default(),
             default_spark_conf: BTreeMap::new(),
             fixed_spark_conf: BTreeMap::new(),
             spark_images: Vec::new(),
@@ -172,7 +181,9 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    pub dev_mode: bool,
+    pub auth: Authenticator,
+    /// Log streams that may be followed at once.
+    pub log_streams: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Inner {
@@ -265,7 +276,7 @@ impl Inner {
         rules: Arc<RoutingRules>,
         clusters: BTreeMap<String, Cluster>,
         store: Arc<dyn SubmissionStore>,
-        dev_mode: bool,
+        access: Option<Access>,
         seed: Option<u64>,
     ) -> Inner {
         let rng = match seed {
@@ -273,7 +284,6 @@ impl Inner {
             None => StdRng::from_rng(&mut rand::rng()),
         };
         Inner {
-            settings,
             rules,
             clusters,
             store,
@@ -282,7 +292,30 @@ impl Inner {
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            dev_mode,
+            auth: Authenticator::new(access, &settings.limits),
+            log_streams: Arc::new(Semaphore::new(settings.limits.max_log_streams.max(1))),
+            settings,
+        }
+    }
+
+    /// Records an audit entry: a structured log line (target `bpg_gateway::audit`) and a line in
+    /// the store. A store that cannot take it is logged as an error; the request is still
+    /// answered.
+    pub(crate) async fn audit(&self, e: AuditEntry) {
+        tracing::info!(
+            target: "bpg_gateway::audit",
+            action = %e.action,
+            user = %e.user,
+            address = e.address.as_deref().unwrap_or(""),
+            submission = e.submission.as_deref().unwrap_or(""),
+            queue = e.queue.as_deref().unwrap_or(""),
+            cluster = e.cluster.as_deref().unwrap_or(""),
+            outcome = %e.outcome,
+            message = %e.message,
+            "audit"
+        );
+        if let Err(err) = self.store.append_audit(&e).await {
+            tracing::error!(error = %err, action = %e.action, user = %e.user, "cannot write the audit log");
         }
     }
 

@@ -276,6 +276,53 @@ pub struct Event {
     pub message: String,
 }
 
+/// One line of the audit log: who did what, from where, to which submission, and how it ended.
+/// Never a secret: names, addresses, ids and outcomes only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEntry {
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// The caller: an authenticated user, or the name a refused caller gave (empty when none).
+    pub user: String,
+    /// The caller's address, when the gateway saw one.
+    pub address: Option<String>,
+    /// What was asked: `submit`, `delete`, `read`, `list`, `sign-in`.
+    pub action: String,
+    /// The submission concerned.
+    pub submission: Option<String>,
+    /// Its queue.
+    pub queue: Option<String>,
+    /// Its cluster.
+    pub cluster: Option<String>,
+    /// How it ended: `accepted`, `duplicate`, `refused` (the request cannot be served: routing,
+    /// isolation), `denied` (not allowed), `unauthenticated`, `limited`, `deleted`.
+    pub outcome: String,
+    /// Why, for people.
+    pub message: String,
+}
+
+impl AuditEntry {
+    /// An entry of `action` by `user` that ended `outcome`, now.
+    pub fn new(
+        action: impl Into<String>,
+        user: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
+        AuditEntry {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            user: user.into(),
+            address: None,
+            action: action.into(),
+            submission: None,
+            queue: None,
+            cluster: None,
+            outcome: outcome.into(),
+            message: String::new(),
+        }
+    }
+}
+
 /// What [`SubmissionStore::set_state`] records: the application's latest state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateChange<'a> {
@@ -335,6 +382,18 @@ pub trait SubmissionStore: fmt::Debug + Send + Sync {
     /// A user's submissions, oldest first.
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>>;
 
+    /// How many of `user`'s submissions have not finished (queued, or created and not ended):
+    /// what a per-user in-flight limit counts. The default reads the user's records.
+    async fn unfinished_count(&self, user: &str) -> Result<u64> {
+        let records = self.by_user(user).await?;
+        Ok(records
+            .iter()
+            .filter(|r| {
+                r.terminated_ms.is_none() && matches!(r.phase, Phase::Queued | Phase::Created)
+            })
+            .count() as u64)
+    }
+
     /// Every submission, oldest first; only those named `app_name` when given.
     async fn all(&self, app_name: Option<&str>) -> Result<Vec<SubmissionRecord>>;
 
@@ -363,6 +422,12 @@ pub trait SubmissionStore: fmt::Debug + Send + Sync {
 
     /// Number of submissions stored.
     async fn count(&self) -> Result<u64>;
+
+    /// Appends a line to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// The newest `limit` lines of the audit log, oldest first.
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 }
 
 /// Conveniences over any [`SubmissionStore`].
@@ -393,6 +458,9 @@ impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
     async fn by_user(&self, user: &str) -> Result<Vec<SubmissionRecord>> {
         (**self).by_user(user).await
     }
+    async fn unfinished_count(&self, user: &str) -> Result<u64> {
+        (**self).unfinished_count(user).await
+    }
     async fn all(&self, app_name: Option<&str>) -> Result<Vec<SubmissionRecord>> {
         (**self).all(app_name).await
     }
@@ -419,6 +487,12 @@ impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
     }
     async fn count(&self) -> Result<u64> {
         (**self).count().await
+    }
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        (**self).append_audit(entry).await
+    }
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        (**self).audit_log(limit).await
     }
 }
 

@@ -7,7 +7,7 @@
 //! the database: two replicas taking the same `submissionIdSuffix` at once end with one
 //! submission, and both answer it. A connection the server closed is replaced on the next call.
 //!
-//! Tables are `gateway_submissions`, `gateway_events` and `gateway_schema_version`, so a gateway
+//! Tables are `gateway_submissions`, `gateway_events`, `gateway_audit` and `gateway_schema_version`, so a gateway
 //! can share a database (and schema) with bpg's run store.
 
 use std::str::FromStr;
@@ -18,15 +18,16 @@ use bpg_core::{Error, Result};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, error::SqlState};
 
 use super::{
-    Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
-    decode_job, encode_job, in_order, store_error,
+    AuditEntry, Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord,
+    SubmissionStore, decode_job, encode_job, in_order, store_error,
 };
 
 /// Serialises schema migrations between replicas starting at once (`pg_advisory_xact_lock` key).
 const MIGRATION_LOCK: i64 = 0x6270_675f_6777_6179; // "bpg_gway"
 
 /// The schema, one migration per entry; `gateway_schema_version` records those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE gateway_submissions (
         id            TEXT PRIMARY KEY,
         cluster       TEXT NOT NULL,
@@ -61,7 +62,23 @@ const MIGRATIONS: &[&str] = &[r#"
         message    TEXT NOT NULL
     );
     CREATE INDEX gateway_events_submission ON gateway_events(submission, at_ms, seq);
-    "#];
+    "#,
+    r#"
+    CREATE TABLE gateway_audit (
+        seq        BIGSERIAL PRIMARY KEY,
+        at_ms      BIGINT NOT NULL,
+        "user"     TEXT NOT NULL,
+        address    TEXT,
+        action     TEXT NOT NULL,
+        submission TEXT,
+        queue      TEXT,
+        cluster    TEXT,
+        outcome    TEXT NOT NULL,
+        message    TEXT NOT NULL
+    );
+    CREATE INDEX gateway_audit_at ON gateway_audit(at_ms);
+    "#,
+];
 
 const COLUMNS: &str = r#"id, cluster, connection, "user", queue, app_name, dag_name, spark_version,
     dedupe, job, decision, phase, backend_id, native_state, message, spark_app_id, attempts,
@@ -88,6 +105,9 @@ struct Statements {
     set_deleted: Statement,
     events: Statement,
     count: Statement,
+    append_audit: Statement,
+    audit_log: Statement,
+    unfinished_count: Statement,
 }
 
 fn select(filter: &str) -> String {
@@ -170,6 +190,25 @@ impl Statements {
                 .await?,
             count: client
                 .prepare("SELECT count(*) FROM gateway_submissions")
+                .await?,
+            unfinished_count: client
+                .prepare(
+                    r#"SELECT count(*) FROM gateway_submissions WHERE "user" = $1
+                        AND terminated_ms IS NULL AND phase IN ('queued', 'created')"#,
+                )
+                .await?,
+            append_audit: client
+                .prepare(
+                    r#"INSERT INTO gateway_audit (at_ms, "user", address, action, submission,
+                        queue, cluster, outcome, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+                )
+                .await?,
+            audit_log: client
+                .prepare(
+                    r#"SELECT at_ms, "user", address, action, submission, queue, cluster, outcome,
+                        message FROM (SELECT * FROM gateway_audit ORDER BY seq DESC LIMIT $1) newest
+                     ORDER BY seq"#,
+                )
                 .await?,
         })
     }
@@ -686,6 +725,63 @@ impl SubmissionStore for PostgresStore {
             .map_err(self.err("cannot count submissions"))?
             .get(0);
         Ok(n as u64)
+    }
+
+    async fn unfinished_count(&self, user: &str) -> Result<u64> {
+        let c = self.connection().await?;
+        let n: i64 = c
+            .client
+            .query_one(&c.statements.unfinished_count, &[&user])
+            .await
+            .map_err(self.err("cannot count submissions"))?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<()> {
+        let c = self.connection().await?;
+        c.client
+            .execute(
+                &c.statements.append_audit,
+                &[
+                    &e.at_ms,
+                    &e.user,
+                    &e.address,
+                    &e.action,
+                    &e.submission,
+                    &e.queue,
+                    &e.cluster,
+                    &e.outcome,
+                    &e.message,
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(self.err("cannot write the audit log"))
+    }
+
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let c = self.connection().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = c
+            .client
+            .query(&c.statements.audit_log, &[&limit])
+            .await
+            .map_err(self.err("cannot read the audit log"))?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at_ms: r.get(0),
+                user: r.get(1),
+                address: r.get(2),
+                action: r.get(3),
+                submission: r.get(4),
+                queue: r.get(5),
+                cluster: r.get(6),
+                outcome: r.get(7),
+                message: r.get(8),
+            })
+            .collect())
     }
 }
 

@@ -12,8 +12,8 @@ use bpg_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
-    decode_job, encode_job, in_order, store_error,
+    AuditEntry, Event, Phase, STATUS_COLUMNS, StateChange, StoredStatus, SubmissionRecord,
+    SubmissionStore, decode_job, encode_job, in_order, store_error,
 };
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
@@ -54,6 +54,20 @@ const MIGRATIONS: &[&str] = &[
 ",
     "
     CREATE INDEX submissions_spark_app ON submissions(spark_app_id);
+",
+    "
+    CREATE TABLE audit (
+        at_ms      INTEGER NOT NULL,
+        user       TEXT NOT NULL,
+        address    TEXT,
+        action     TEXT NOT NULL,
+        submission TEXT,
+        queue      TEXT,
+        cluster    TEXT,
+        outcome    TEXT NOT NULL,
+        message    TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit(at_ms);
 ",
 ];
 
@@ -310,6 +324,17 @@ impl SubmissionStore for SqliteStore {
         )
     }
 
+    async fn unfinished_count(&self, user: &str) -> Result<u64> {
+        self.lock()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM submissions WHERE user = ?1 AND terminated_ms IS NULL
+                 AND phase IN ('queued', 'created')",
+            )
+            .and_then(|mut stmt| stmt.query_row([user], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(self.err("cannot count submissions"))
+    }
+
     async fn all(&self, app_name: Option<&str>) -> Result<Vec<SubmissionRecord>> {
         match app_name {
             Some(name) => self.query(
@@ -447,6 +472,57 @@ impl SubmissionStore for SqliteStore {
             })
             .map(|n| n as u64)
             .map_err(self.err("cannot count submissions"))
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<()> {
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO audit (at_ms, user, address, action, submission, queue, cluster,
+                    outcome, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    e.at_ms,
+                    e.user,
+                    e.address,
+                    e.action,
+                    e.submission,
+                    e.queue,
+                    e.cluster,
+                    e.outcome,
+                    e.message
+                ])
+            })
+            .map(|_| ())
+            .map_err(self.err("cannot write the audit log"))
+    }
+
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let failed = self.err("cannot read the audit log");
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at_ms, user, address, action, submission, queue, cluster, outcome, message
+                 FROM (SELECT rowid AS seq, * FROM audit ORDER BY rowid DESC LIMIT ?1)
+                 ORDER BY seq",
+            )
+            .map_err(&failed)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        stmt.query_map([limit], |r| {
+            Ok(AuditEntry {
+                at_ms: r.get(0)?,
+                user: r.get(1)?,
+                address: r.get(2)?,
+                action: r.get(3)?,
+                submission: r.get(4)?,
+                queue: r.get(5)?,
+                cluster: r.get(6)?,
+                outcome: r.get(7)?,
+                message: r.get(8)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(failed)
     }
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bpg_core::{AppType, SparkJob};
 
 use super::{
-    Phase, StateChange, StoredStatus, SubmissionRecord, SubmissionStore, SubmissionStoreExt,
+    AuditEntry, Phase, StateChange, StoredStatus, SubmissionRecord, SubmissionStore,
+    SubmissionStoreExt,
 };
 
 /// A queued submission `id` of `user` to cluster `analytics`, named `app`, created at `at_ms`.
@@ -27,6 +28,30 @@ pub async fn submission_store_suite(store: Arc<dyn SubmissionStore>) {
     life_cycle(&*store).await;
     listings(&*store).await;
     concurrent_keys(store.clone()).await;
+    audit_log(&*store).await;
+}
+
+async fn audit_log(store: &dyn SubmissionStore) {
+    assert_eq!(store.audit_log(10).await.unwrap(), []);
+    let mut written = Vec::new();
+    for i in 0..5 {
+        let mut e = AuditEntry::new("submit", format!("user-{i}"), "accepted");
+        e.at_ms = 1_000 + i;
+        e.address = (i % 2 == 0).then(|| "10.0.0.7".to_owned());
+        e.submission = Some(format!("analytics-{i:032x}"));
+        e.queue = Some("poc".into());
+        e.cluster = (i != 3).then(|| "analytics".to_owned());
+        e.message = format!("entry {i}");
+        store.append_audit(&e).await.unwrap();
+        written.push(e);
+    }
+    // Written in the same millisecond, lines keep the order they were written in.
+    let mut same = AuditEntry::new("delete", "zed", "denied");
+    same.at_ms = 1_004;
+    store.append_audit(&same).await.unwrap();
+    written.push(same);
+    assert_eq!(store.audit_log(100).await.unwrap(), written);
+    assert_eq!(store.audit_log(2).await.unwrap(), written[4..]);
 }
 
 async fn round_trip(store: &dyn SubmissionStore) {
@@ -184,6 +209,15 @@ async fn listings(store: &dyn SubmissionStore) {
     let ids = |v: Vec<SubmissionRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(ids(store.by_user("dave").await.unwrap()), ["ls-1", "ls-3"]);
     assert!(store.by_user("nobody").await.unwrap().is_empty());
+    assert_eq!(store.unfinished_count("dave").await.unwrap(), 2);
+    store.set_rejected("ls-1", "no").await.unwrap();
+    store.set_created("ls-3", "b-3").await.unwrap();
+    assert_eq!(
+        store.unfinished_count("dave").await.unwrap(),
+        1,
+        "a rejected submission has finished, a created one has not"
+    );
+    assert_eq!(store.unfinished_count("nobody").await.unwrap(), 0);
     let named_a: Vec<String> = ids(store.all(Some("a")).await.unwrap());
     assert_eq!(named_a, ["ls-1", "ls-2"]);
     let everything = store.all(None).await.unwrap();

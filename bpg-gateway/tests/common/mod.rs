@@ -45,7 +45,6 @@ pub fn sim_builder() -> GatewayBuilder {
         .backend("analytics", sim("analytics"))
         .backend("datascience", sim("datascience"))
         .settings(fast_settings())
-        .dev_mode(true)
 }
 
 /// A served gateway and its base URL (`http://127.0.0.1:PORT`).
