@@ -19,11 +19,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A GET, answered with (status line, body).
+/// A GET as user `healthtech` (taken at its word in development mode), answered with (status
+/// line, body).
 fn get(port: u16, path: &str) -> Option<(String, String)> {
+    get_with(port, path, "User-Account: healthtech")
+}
+
+/// A GET with one more header line, answered with (status line, body).
+fn get_with(port: u16, path: &str, header: &str) -> Option<(String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Account: healthtech\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{header}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -37,8 +47,12 @@ struct Gateway {
 
 impl Gateway {
     fn start(dir: &std::path::Path, args: &[&str]) -> Gateway {
+        Gateway::start_on(dir, "127.0.0.1", args)
+    }
+
+    fn start_on(dir: &std::path::Path, host: &str, args: &[&str]) -> Gateway {
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("{host}:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_bpg"))
             .current_dir(workspace_root())
             .arg("gateway")
@@ -194,4 +208,83 @@ fn the_embedded_default_says_it_is_in_development_mode() {
         stderr.contains("clusters: analytics, datascience"),
         "{stderr}"
     );
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {encoded}")
+}
+
+fn hash_password(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+        .args(["gateway", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(password));
+    hash
+}
+
+#[test]
+fn with_an_access_file_it_listens_anywhere_checks_passwords_and_reloads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = bpg_in(&workspace_root(), &["gateway", "new-token"], &[]);
+    assert_eq!(tokens.code, 0, "{}", tokens.transcript());
+    let field = |name: &str| {
+        tokens
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (token, token_hash) = (field("token:"), field("hash:"));
+    let access = dir.path().join("access.yaml");
+    let write_access = |password: &str| {
+        let text = format!(
+            "users:\n  alice: {{password: \"{}\", tokens: [\"{token_hash}\"]}}\n",
+            hash_password(password)
+        );
+        std::fs::write(&access, text).unwrap();
+    };
+    write_access("first-password");
+    let gateway = Gateway::start_on(
+        dir.path(),
+        "0.0.0.0",
+        &["--access", access.to_str().unwrap()],
+    );
+    let path = "/skatev2/spark/mySubmissions";
+    let status = |header: &str| get_with(gateway.port, path, header).unwrap().0;
+    assert!(status(&basic("alice", "first-password")).contains("200"));
+    assert!(status(&basic("alice", "wrong")).contains("401"));
+    assert!(status(&format!("Authorization: Bearer {token}")).contains("200"));
+    assert!(
+        status("User-Account: alice").contains("401"),
+        "a name alone is not enough"
+    );
+
+    write_access("second-password");
+    let pid = gateway.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let started = Instant::now();
+    while !status(&basic("alice", "second-password")).contains("200") {
+        assert!(started.elapsed() < Duration::from_secs(10), "not reloaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(status(&basic("alice", "first-password")).contains("401"));
+    let (code, stderr) = gateway.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("reloaded the access file"), "{stderr}");
+    assert!(!stderr.contains("development mode"), "{stderr}");
+    for secret in ["first-password", "second-password", token.as_str()] {
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
 }
