@@ -458,6 +458,8 @@ async fn submit(
         proxy_user.clone(),
         job,
     );
+    record.owner = Some(inner.settings.replica.clone());
+    record.lease_until_ms = Some(inner.new_lease());
     record.decision = Some(json!({
         "rule": decision.rule,
         "text": decision.explanation.to_string(),

@@ -204,13 +204,14 @@ impl GatewayBuilder {
             self.access,
             self.seed,
         ));
-        let resumed = inner.reconcile().await?;
+        let resumed = inner.reconcile(true).await?;
         if resumed > 0 {
             tracing::info!(
                 submissions = resumed,
                 "resumed unfinished submissions from the store"
             );
         }
+        inner.tasks.spawn(inner.clone().keep_leases());
         Ok(Gateway { inner })
     }
 }
@@ -283,10 +284,25 @@ impl Gateway {
         result
     }
 
-    /// Stops background work (dispatches, followers) and waits for it to end.
+    /// Stops background work (dispatches, followers) and waits for it to end, then gives this
+    /// gateway's leases up so that a restart, or another replica, takes its submissions over at
+    /// once.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        if let Err(e) = self
+            .inner
+            .store
+            .release_leases(&self.inner.settings.replica)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot give leases up; they run out by themselves");
+        }
+    }
+
+    /// This gateway's name among replicas sharing its store.
+    pub fn replica(&self) -> &str {
+        &self.inner.settings.replica
     }
 }

@@ -125,6 +125,24 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Where `POST /s3/{name}` stores uploads; `None` refuses uploads.
     pub upload_dir: Option<PathBuf>,
+    /// How long a gateway holds the submissions it dispatches and follows without renewing its
+    /// lease; a replica that dies has its submissions taken over by another this long after
+    /// its last renewal (renewed every third of it). Default 3 s.
+    pub lease: Duration,
+    /// This gateway's name among replicas sharing a store. Default: host name, process id and
+    /// a random suffix.
+    pub replica: String,
+}
+
+/// A name for this process among gateways sharing a store.
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
 }
 
 impl Default for Settings {
@@ -145,6 +163,8 @@ impl Default for Settings {
             max_body_bytes: 16 << 20,
             request_timeout: Duration::from_secs(60),
             upload_dir: None,
+            lease: Duration::from_secs(3),
+            replica: default_replica(),
         }
     }
 }
@@ -184,6 +204,24 @@ pub(crate) struct Inner {
     pub auth: Authenticator,
     /// Log streams that may be followed at once.
     pub log_streams: Arc<Semaphore>,
+    /// Submissions this gateway dispatches or follows now, so a take-over never runs one twice.
+    handling: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Marks a submission as handled here while it lives.
+pub(crate) struct Handling<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .handling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl fmt::Debug for Inner {
@@ -266,6 +304,10 @@ pub(crate) fn shown_status(raw: JobStatus, job: &SparkJob) -> JobStatus {
     raw
 }
 
+fn millis_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
     t.map(|t| t.timestamp_millis())
 }
@@ -294,6 +336,7 @@ impl Inner {
             tasks: TaskTracker::new(),
             auth: Authenticator::new(access, &settings.limits),
             log_streams: Arc::new(Semaphore::new(settings.limits.max_log_streams.max(1))),
+            handling: Mutex::default(),
             settings,
         }
     }
@@ -385,6 +428,9 @@ impl Inner {
         answer: Option<oneshot::Sender<Dispatched>>,
         adopt: bool,
     ) {
+        let Some(_handling) = self.handle(&record.id) else {
+            return;
+        };
         let mut answer = answer;
         let mut tell = |what: Dispatched| {
             if let Some(tx) = answer.take() {
@@ -574,12 +620,53 @@ impl Inner {
         }
     }
 
-    /// Dispatches again what a previous run of the gateway left unanswered, and follows what it
-    /// left running.
-    pub(crate) async fn reconcile(self: &Arc<Self>) -> bpg_core::Result<usize> {
-        let unfinished = self.store.unfinished().await?;
-        let n = unfinished.len();
-        for record in unfinished {
+    /// Marks `id` as handled here; `None` when it already is.
+    fn handle(&self, id: &str) -> Option<Handling<'_>> {
+        let fresh = self
+            .handling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
+        fresh.then(|| Handling {
+            inner: self,
+            id: id.to_owned(),
+        })
+    }
+
+    /// The lease a submission recorded now gets.
+    pub(crate) fn new_lease(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + millis_of(self.settings.lease)
+    }
+
+    /// Takes over unfinished submissions no gateway holds (at start: on a store only this
+    /// gateway uses, all of them): dispatches again what was left unanswered, follows what was
+    /// left running. How many were taken.
+    pub(crate) async fn reconcile(self: &Arc<Self>, at_start: bool) -> bpg_core::Result<usize> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let expired_before = if at_start && !self.store.is_shared() {
+            i64::MAX
+        } else {
+            now
+        };
+        let claimed = self
+            .store
+            .claim_unfinished(
+                &self.settings.replica,
+                expired_before,
+                now + millis_of(self.settings.lease),
+                if at_start { usize::MAX } else { 1_000 },
+            )
+            .await?;
+        let n = claimed.len();
+        for record in claimed {
+            if self
+                .handling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&record.id)
+            {
+                continue;
+            }
             let inner = self.clone();
             match (record.phase, record.backend_id.clone()) {
                 (Phase::Created, Some(backend_id)) => {
@@ -588,6 +675,9 @@ impl Inner {
                         .get(&record.cluster)
                         .and_then(|c| c.slots.clone().try_acquire_owned().ok());
                     self.tasks.spawn(async move {
+                        let Some(_handling) = inner.handle(&record.id) else {
+                            return;
+                        };
                         inner.follow(record, JobId::new(backend_id), permit).await;
                     });
                 }
@@ -597,6 +687,30 @@ impl Inner {
             }
         }
         Ok(n)
+    }
+
+    /// Renews this gateway's leases and takes over what other gateways left, every third of a
+    /// lease, until shutdown; then gives its leases up, so a restart or a replica takes them at
+    /// once.
+    pub(crate) async fn keep_leases(self: Arc<Self>) {
+        let every = (self.settings.lease / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let until = self.new_lease();
+            if let Err(e) = self.store.renew_leases(&self.settings.replica, until).await {
+                tracing::warn!(error = %e, "cannot renew leases; another gateway may take this one's submissions over");
+            }
+            match self.reconcile(false).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(submissions = n, replica = %self.settings.replica, "took over submissions another gateway left")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot look for submissions to take over"),
+            }
+        }
     }
 
     /// What a waiting submission waits for, if it waits.

@@ -143,6 +143,10 @@ pub struct SubmissionRecord {
     pub terminated_ms: Option<i64>,
     /// Who deleted it.
     pub deleted_by: Option<String>,
+    /// The gateway (replica) that dispatches and follows it while its lease lasts.
+    pub owner: Option<String>,
+    /// Until when `owner` holds it (epoch ms); past that another gateway takes it over.
+    pub lease_until_ms: Option<i64>,
 }
 
 impl SubmissionRecord {
@@ -176,6 +180,8 @@ impl SubmissionRecord {
             started_ms: None,
             terminated_ms: None,
             deleted_by: None,
+            owner: None,
+            lease_until_ms: None,
         }
     }
 
@@ -404,6 +410,29 @@ pub trait SubmissionStore: fmt::Debug + Send + Sync {
     /// what a starting gateway reconciles and follows. Oldest first.
     async fn unfinished(&self) -> Result<Vec<SubmissionRecord>>;
 
+    /// Whether several gateways may share this store at once (PostgreSQL). A gateway starting on
+    /// a store that is not shared takes every unfinished submission, leased or not. Default false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Takes, for `owner` until `until_ms`, at most `limit` unfinished submissions whose lease
+    /// ended before `expired_before_ms` or that no gateway holds; oldest first, returned as
+    /// taken. Atomic: of gateways claiming at once, each record goes to one.
+    async fn claim_unfinished(
+        &self,
+        owner: &str,
+        expired_before_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>>;
+
+    /// Extends `owner`'s leases on its unfinished submissions to `until_ms`; how many it holds.
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64>;
+
+    /// Gives `owner`'s leases up (a gateway stopping cleanly), so another takes them at once.
+    async fn release_leases(&self, owner: &str) -> Result<u64>;
+
     /// The backend accepted the submission as `backend_id` (only a queued one moves).
     async fn set_created(&self, id: &str, backend_id: &str) -> Result<()>;
 
@@ -469,6 +498,26 @@ impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
     }
     async fn unfinished(&self) -> Result<Vec<SubmissionRecord>> {
         (**self).unfinished().await
+    }
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
+    }
+    async fn claim_unfinished(
+        &self,
+        owner: &str,
+        expired_before_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>> {
+        (**self)
+            .claim_unfinished(owner, expired_before_ms, until_ms, limit)
+            .await
+    }
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
+        (**self).renew_leases(owner, until_ms).await
+    }
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
+        (**self).release_leases(owner).await
     }
     async fn set_created(&self, id: &str, backend_id: &str) -> Result<()> {
         (**self).set_created(id, backend_id).await

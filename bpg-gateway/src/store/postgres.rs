@@ -78,11 +78,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX gateway_audit_at ON gateway_audit(at_ms);
     "#,
+    r#"
+    ALTER TABLE gateway_submissions ADD COLUMN owner TEXT;
+    ALTER TABLE gateway_submissions ADD COLUMN lease_until_ms BIGINT;
+    "#,
 ];
 
 const COLUMNS: &str = r#"id, cluster, connection, "user", queue, app_name, dag_name, spark_version,
     dedupe, job, decision, phase, backend_id, native_state, message, spark_app_id, attempts,
-    created_ms, started_ms, terminated_ms, deleted_by"#;
+    created_ms, started_ms, terminated_ms, deleted_by, owner, lease_until_ms"#;
 
 /// Appends the event `($1, $2, $3, $4)` = (submission, at_ms, reason, message) to a `WITH change`.
 const EVENT: &str =
@@ -108,6 +112,9 @@ struct Statements {
     append_audit: Statement,
     audit_log: Statement,
     unfinished_count: Statement,
+    claim: Statement,
+    renew: Statement,
+    release: Statement,
 }
 
 fn select(filter: &str) -> String {
@@ -122,8 +129,9 @@ impl Statements {
                 .prepare(
                     r#"WITH ins AS (
                         INSERT INTO gateway_submissions (id, cluster, connection, "user", queue,
-                            app_name, dag_name, spark_version, dedupe, job, decision, phase, created_ms)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                            app_name, dag_name, spark_version, dedupe, job, decision, phase, created_ms,
+                            owner, lease_until_ms)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16)
                         ON CONFLICT (dedupe) DO NOTHING RETURNING id
                     ), event AS (
                         INSERT INTO gateway_events (submission, at_ms, reason, message)
@@ -190,6 +198,30 @@ impl Statements {
                 .await?,
             count: client
                 .prepare("SELECT count(*) FROM gateway_submissions")
+                .await?,
+            claim: client
+                .prepare(&format!(
+                    "UPDATE gateway_submissions SET owner = $1, lease_until_ms = $3
+                     WHERE id IN (
+                        SELECT id FROM gateway_submissions WHERE terminated_ms IS NULL
+                        AND phase IN ('queued', 'created')
+                        AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                        ORDER BY created_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                     AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                     RETURNING {COLUMNS}"
+                ))
+                .await?,
+            renew: client
+                .prepare(
+                    "UPDATE gateway_submissions SET lease_until_ms = $2 WHERE owner = $1 \
+                     AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
+                )
+                .await?,
+            release: client
+                .prepare(
+                    "UPDATE gateway_submissions SET lease_until_ms = NULL WHERE owner = $1 \
+                     AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
+                )
                 .await?,
             unfinished_count: client
                 .prepare(
@@ -479,7 +511,7 @@ async fn connect(
             name,
             "cannot prepare the store's statements (is its schema migrated?)",
             is_temporary(&e),
-            e,
+            db_message(&e),
         )
     })?;
     Ok(Connected { client, statements })
@@ -571,6 +603,8 @@ impl SubmissionStore for PostgresStore {
                         &r.phase.as_str(),
                         &r.created_ms,
                         &routed,
+                        &r.owner,
+                        &r.lease_until_ms,
                     ],
                 )
                 .await
@@ -727,6 +761,52 @@ impl SubmissionStore for PostgresStore {
         Ok(n as u64)
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn claim_unfinished(
+        &self,
+        owner: &str,
+        expired_before_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>> {
+        let c = self.connection().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = c
+            .client
+            .query(
+                &c.statements.claim,
+                &[&owner, &expired_before_ms, &until_ms, &limit],
+            )
+            .await
+            .map_err(self.err("cannot take submissions over"))?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| read_record(&self.inner.name, r))
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING keeps no order.
+        claimed.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
+        let c = self.connection().await?;
+        c.client
+            .execute(&c.statements.renew, &[&owner, &until_ms])
+            .await
+            .map_err(self.err("cannot renew leases"))
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
+        let c = self.connection().await?;
+        c.client
+            .execute(&c.statements.release, &[&owner])
+            .await
+            .map_err(self.err("cannot release leases"))
+    }
+
     async fn unfinished_count(&self, user: &str) -> Result<u64> {
         let c = self.connection().await?;
         let n: i64 = c
@@ -810,6 +890,8 @@ fn read_record(store: &str, r: &Row) -> Result<SubmissionRecord> {
         started_ms: r.get(18),
         terminated_ms: r.get(19),
         deleted_by: r.get(20),
+        owner: r.get(21),
+        lease_until_ms: r.get(22),
         id,
     })
 }

@@ -69,6 +69,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_at ON audit(at_ms);
 ",
+    "
+    ALTER TABLE submissions ADD COLUMN owner TEXT;
+    ALTER TABLE submissions ADD COLUMN lease_until_ms INTEGER;
+",
 ];
 
 /// The submissions store in SQLite; cheap to clone (one connection behind a lock). See the
@@ -236,8 +240,8 @@ impl SubmissionStore for SqliteStore {
         }
         tx.execute(
             "INSERT INTO submissions (id, cluster, connection, user, queue, app_name, dag_name,
-                spark_version, dedupe, job, decision, phase, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                spark_version, dedupe, job, decision, phase, created_ms, owner, lease_until_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 r.id,
                 r.cluster,
@@ -251,7 +255,9 @@ impl SubmissionStore for SqliteStore {
                 job,
                 decision,
                 r.phase.as_str(),
-                r.created_ms
+                r.created_ms,
+                r.owner,
+                r.lease_until_ms
             ],
         )
         .and_then(|_| {
@@ -370,6 +376,78 @@ impl SubmissionStore for SqliteStore {
             ),
             &[],
         )
+    }
+
+    async fn claim_unfinished(
+        &self,
+        owner: &str,
+        expired_before_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>> {
+        let what = "cannot take submissions over";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.lock();
+        // Immediate: another process on the same file waits instead of claiming the same rows.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err(what))?;
+        let ids: Vec<String> = tx
+            .prepare_cached(
+                "SELECT id FROM submissions WHERE terminated_ms IS NULL
+                 AND phase IN ('queued', 'created')
+                 AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
+                 ORDER BY created_ms, id LIMIT ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![expired_before_ms, limit], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(self.err(what))?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE submissions SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1",
+                )
+                .map_err(self.err(what))?;
+            let mut read = tx
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM submissions WHERE id = ?1"))
+                .map_err(self.err(what))?;
+            for id in &ids {
+                update
+                    .execute(params![id, owner, until_ms])
+                    .map_err(self.err(what))?;
+                claimed.push(
+                    read.query_row([id], |r| read_record(&self.name, r))
+                        .map_err(self.err(what))??,
+                );
+            }
+        }
+        tx.commit().map_err(self.err(what))?;
+        Ok(claimed)
+    }
+
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
+        self.lock()
+            .prepare_cached(
+                "UPDATE submissions SET lease_until_ms = ?2 WHERE owner = ?1
+                 AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
+            )
+            .and_then(|mut stmt| stmt.execute(params![owner, until_ms]))
+            .map(|n| n as u64)
+            .map_err(self.err("cannot renew leases"))
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
+        self.lock()
+            .prepare_cached(
+                "UPDATE submissions SET lease_until_ms = NULL WHERE owner = ?1
+                 AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
+            )
+            .and_then(|mut stmt| stmt.execute([owner]))
+            .map(|n| n as u64)
+            .map_err(self.err("cannot release leases"))
     }
 
     async fn set_created(&self, id: &str, backend_id: &str) -> Result<()> {
@@ -529,7 +607,7 @@ impl SubmissionStore for SqliteStore {
 const COLUMNS: &str =
     "id, cluster, connection, user, queue, app_name, dag_name, spark_version, dedupe,
     job, decision, phase, backend_id, native_state, message, spark_app_id, attempts, created_ms,
-    started_ms, terminated_ms, deleted_by";
+    started_ms, terminated_ms, deleted_by, owner, lease_until_ms";
 
 fn read_record(store: &str, r: &Row<'_>) -> rusqlite::Result<Result<SubmissionRecord>> {
     let id: String = r.get(0)?;
@@ -562,6 +640,8 @@ fn read_record(store: &str, r: &Row<'_>) -> rusqlite::Result<Result<SubmissionRe
         started_ms: r.get(18)?,
         terminated_ms: r.get(19)?,
         deleted_by: r.get(20)?,
+        owner: r.get(21)?,
+        lease_until_ms: r.get(22)?,
     }))
 }
 

@@ -29,6 +29,119 @@ pub async fn submission_store_suite(store: Arc<dyn SubmissionStore>) {
     listings(&*store).await;
     concurrent_keys(store.clone()).await;
     audit_log(&*store).await;
+    leases(store.clone()).await;
+}
+
+async fn leases(store: Arc<dyn SubmissionStore>) {
+    // Earlier parts of the suite leave unfinished records with no owner: they are claimable.
+    let leftover = store
+        .claim_unfinished("sweeper", 0, 1, usize::MAX)
+        .await
+        .unwrap();
+    assert!(
+        leftover
+            .iter()
+            .all(|r| r.owner.as_deref() == Some("sweeper")),
+        "{leftover:?}"
+    );
+    for r in &leftover {
+        store
+            .set_rejected(&r.id, "cleared for the lease test")
+            .await
+            .unwrap();
+    }
+    let mut held = record("le-1", "alice", "pi", 9_000);
+    held.owner = Some("replica-a".into());
+    held.lease_until_ms = Some(10_000);
+    store.insert(&held).await.unwrap();
+    let mut free = record("le-2", "alice", "pi", 9_001);
+    free.owner = None;
+    store.insert(&free).await.unwrap();
+    store
+        .insert(&record("le-3", "alice", "pi", 9_002))
+        .await
+        .unwrap();
+    store
+        .set_rejected("le-3", "finished: never claimed")
+        .await
+        .unwrap();
+
+    let ids = |v: &[SubmissionRecord]| v.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    // At 9,500 replica-a's lease holds: only the record nobody holds is taken.
+    let taken = store
+        .claim_unfinished("replica-b", 9_500, 12_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["le-2"]);
+    assert_eq!(taken[0].owner.as_deref(), Some("replica-b"));
+    assert_eq!(taken[0].lease_until_ms, Some(12_000));
+    // replica-a renews; at 11,000 its lease (now 13,000) still holds.
+    assert_eq!(store.renew_leases("replica-a", 13_000).await.unwrap(), 1);
+    assert!(
+        store
+            .claim_unfinished("replica-b", 11_000, 14_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // replica-a dies: at 13,500 its record goes to replica-b, oldest first, with le-2, whose
+    // lease replica-b let run out.
+    let taken = store
+        .claim_unfinished("replica-b", 13_500, 16_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["le-1", "le-2"]);
+    assert_eq!(
+        store.renew_leases("replica-a", 20_000).await.unwrap(),
+        0,
+        "it holds nothing now"
+    );
+    assert_eq!(store.renew_leases("replica-b", 20_000).await.unwrap(), 2);
+    // A clean stop gives leases up: they are taken at once, whatever the time.
+    assert_eq!(store.release_leases("replica-b").await.unwrap(), 2);
+    let taken = store
+        .claim_unfinished("replica-c", 0, 30_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["le-1"], "at most `limit`, oldest first");
+    assert_eq!(
+        store.get("le-1").await.unwrap().unwrap().owner.as_deref(),
+        Some("replica-c")
+    );
+    // A finished record is given up with its application.
+    store.set_rejected("le-2", "done").await.unwrap();
+    assert_eq!(store.renew_leases("replica-b", 40_000).await.unwrap(), 0);
+
+    // Claimers at once never take the same record.
+    for i in 0..40 {
+        store
+            .insert(&record(&format!("lc-{i:02}"), "bob", "pi", 50_000 + i))
+            .await
+            .unwrap();
+    }
+    let claims = (0..4).map(|k| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_unfinished(&format!("racer-{k}"), 60_000, 90_000, 3)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|r| r.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for c in claims {
+        all.extend(c.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a record was claimed twice");
+    assert!(all.iter().filter(|id| id.starts_with("lc-")).count() == 40);
 }
 
 async fn audit_log(store: &dyn SubmissionStore) {
