@@ -107,9 +107,10 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
     if !args.quiet {
         let clusters: Vec<&str> = gateway.clusters().collect();
         eprintln!(
-            "bpg gateway listening on http://{bound}{context_path} (clusters: {}; state: {})",
+            "bpg gateway listening on http://{bound}{context_path} (clusters: {}; state: {}; replica: {})",
             clusters.join(", "),
-            location
+            location,
+            gateway.replica()
         );
         if dev_mode {
             eprintln!(

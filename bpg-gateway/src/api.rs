@@ -733,6 +733,7 @@ async fn explain(
         "cluster": record.cluster,
         "connection": record.connection,
         "phase": record.phase,
+        "followedBy": record.owner,
         "applicationState": status.get("applicationState"),
         "rule": decision.get("rule"),
         "decision": decision.get("explanation"),

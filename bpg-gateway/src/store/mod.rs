@@ -559,7 +559,10 @@ impl<S: SubmissionStore + ?Sized> SubmissionStore for Arc<S> {
 pub async fn open(location: &str) -> Result<Arc<dyn SubmissionStore>> {
     if is_postgres_url(location) {
         #[cfg(feature = "postgres")]
-        return Ok(Arc::new(PostgresStore::connect(location).await?));
+        return Ok(Arc::new(match split_schema(location) {
+            (url, Some(schema)) => PostgresStore::connect_in_schema(&url, &schema).await?,
+            (url, None) => PostgresStore::connect(&url).await?,
+        }));
         #[cfg(not(feature = "postgres"))]
         return Err(Error::config(
             "the gateway state is a PostgreSQL URL, but this build has no PostgreSQL support \
@@ -567,6 +570,40 @@ pub async fn open(location: &str) -> Result<Arc<dyn SubmissionStore>> {
         ));
     }
     Ok(Arc::new(SqliteStore::open(location)?))
+}
+
+/// A PostgreSQL URL's `schema=` query parameter (the schema the tables live in: several
+/// independent gateways on one database), taken out of the URL.
+///
+/// ```
+/// use bpg_gateway::store::split_schema;
+/// assert_eq!(
+///     split_schema("postgres://u@h/db?schema=gw_a&sslmode=disable"),
+///     ("postgres://u@h/db?sslmode=disable".to_owned(), Some("gw_a".to_owned()))
+/// );
+/// assert_eq!(split_schema("postgres://u@h/db"), ("postgres://u@h/db".to_owned(), None));
+/// ```
+pub fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| match p.strip_prefix("schema=") {
+            Some(s) => {
+                schema = Some(s.to_owned());
+                false
+            }
+            None => !p.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
 }
 
 /// Whether `location` names a PostgreSQL server rather than a file.
