@@ -61,7 +61,7 @@ fn spawn(config: &Path, state: &str, port: u16, log: &Path) -> (Child, String) {
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bpg"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpg"))
         .arg("gateway")
         .arg("--config")
         .arg(config)
@@ -81,10 +81,11 @@ fn spawn(config: &Path, state: &str, port: u16, log: &Path) -> (Child, String) {
         {
             return (child, id);
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "replica on port {port} did not start: {text}"
-        );
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("replica on port {port} did not start: {text}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
