@@ -54,6 +54,8 @@ struct Replica {
     log: PathBuf,
 }
 
+// The child is handed to the caller, which waits for it (the lint does not follow the return).
+#[allow(clippy::zombie_processes)]
 fn spawn(config: &Path, state: &str, port: u16, log: &Path) -> (Child, String) {
     let before = std::fs::read_to_string(log).unwrap_or_default().len();
     let file = std::fs::OpenOptions::new()
