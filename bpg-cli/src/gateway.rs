@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use bpg_gateway::auth::Access;
 use bpg_gateway::config::GatewayConfig;
+use bpg_gateway::{Tls, TlsFiles};
 
 use crate::failure::{Failure, render};
 
@@ -16,6 +17,9 @@ pub struct GatewayArgs {
     pub listen: Option<SocketAddr>,
     pub state: String,
     pub access: Option<PathBuf>,
+    /// Certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub allow_http: bool,
     pub quiet: bool,
 }
 
@@ -74,6 +78,23 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
             "bpg: error: refusing to listen on {listen}: without an access file this gateway checks no password (development mode: any user name is taken at its word), so it listens on loopback only; give users with --access FILE (or gateway.access / accessFile: in the config), or listen on 127.0.0.1"
         )));
     }
+    if let Some((cert, key)) = &args.tls {
+        config.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let tls = match &config.tls {
+        Some(files) => Some(
+            Tls::from_files(files.clone()).map_err(|e| Failure::from_error("gateway TLS", e))?,
+        ),
+        None => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() && !(args.allow_http || config.allow_http) {
+        return Err(Failure::Config(format!(
+            "bpg: error: refusing to serve plain HTTP on {listen}: passwords and tokens would cross the network in the clear; give --tls-cert and --tls-key (or gateway.tls in the config), or --allow-http behind a proxy that terminates TLS"
+        )));
+    }
     let access_file = config.access_file.clone();
     let store = bpg_gateway::store::open(&args.state)
         .await
@@ -97,8 +118,8 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
         .build()
         .await
         .map_err(|e| Failure::from_error("gateway", e))?;
-    if let Some(path) = access_file {
-        tokio::spawn(reload_on_hangup(gateway.clone(), path));
+    if access_file.is_some() || tls.is_some() {
+        tokio::spawn(reload_on_hangup(gateway.clone(), access_file, tls.clone()));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -106,8 +127,9 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
     let bound = listener.local_addr().unwrap_or(listen);
     if !args.quiet {
         let clusters: Vec<&str> = gateway.clusters().collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "bpg gateway listening on http://{bound}{context_path} (clusters: {}; state: {}; replica: {})",
+            "bpg gateway listening on {scheme}://{bound}{context_path} (clusters: {}; state: {}; replica: {})",
             clusters.join(", "),
             location,
             gateway.replica()
@@ -118,39 +140,65 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
             );
         }
     }
-    gateway
-        .serve(listener, crate::scheduler::stop_signal())
-        .await
-        .map_err(|e| Failure::Failed(format!("bpg: error: gateway: {e}")))?;
+    let served = match tls {
+        Some(tls) => {
+            gateway
+                .serve_tls(listener, tls, crate::scheduler::stop_signal())
+                .await
+        }
+        None => {
+            gateway
+                .serve(listener, crate::scheduler::stop_signal())
+                .await
+        }
+    };
+    served.map_err(|e| Failure::Failed(format!("bpg: error: gateway: {e}")))?;
     if !args.quiet {
         eprintln!("bpg gateway stopped");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the access file again on every SIGHUP; a file that no longer loads is reported and the
-/// one in place is kept.
-async fn reload_on_hangup(gateway: bpg_gateway::Gateway, path: PathBuf) {
+/// Reads the access file and the TLS files again on every SIGHUP; a file that no longer loads
+/// is reported and the one in place is kept.
+async fn reload_on_hangup(
+    gateway: bpg_gateway::Gateway,
+    access: Option<PathBuf>,
+    tls: Option<Tls>,
+) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
-        tracing::warn!("cannot listen for SIGHUP: the access file will not be reloaded");
+        tracing::warn!("cannot listen for SIGHUP: the access and TLS files will not be reloaded");
         return;
     };
     while hangups.recv().await.is_some() {
-        match Access::from_file(&path) {
-            Ok(access) => {
-                let users = access.user_names().count();
-                gateway.reload_access(access);
-                eprintln!(
-                    "bpg gateway: reloaded the access file {} ({users} users)",
-                    path.display()
-                );
+        if let Some(path) = &access {
+            match Access::from_file(path) {
+                Ok(access) => {
+                    let users = access.user_names().count();
+                    gateway.reload_access(access);
+                    eprintln!(
+                        "bpg gateway: reloaded the access file {} ({users} users)",
+                        path.display()
+                    );
+                }
+                Err(d) => eprintln!(
+                    "bpg gateway: the access file {} was not reloaded, the one in place stays:\n{}",
+                    path.display(),
+                    render(&d)
+                ),
             }
-            Err(d) => eprintln!(
-                "bpg gateway: the access file {} was not reloaded, the one in place stays:\n{}",
-                path.display(),
-                render(&d)
-            ),
+        }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => eprintln!(
+                    "bpg gateway: reloaded the TLS certificate {}",
+                    tls.files().cert.display()
+                ),
+                Err(e) => eprintln!(
+                    "bpg gateway: the TLS certificate was not reloaded, the one in place stays: {e}"
+                ),
+            }
         }
     }
 }

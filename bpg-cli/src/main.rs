@@ -214,6 +214,16 @@ enum Command {
         /// Read again on SIGHUP.
         #[arg(long)]
         access: Option<PathBuf>,
+        /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Read again on SIGHUP.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on an address other than loopback (behind a proxy that terminates
+        /// TLS); without it, plain HTTP is served on loopback only.
+        #[arg(long)]
+        allow_http: bool,
         #[command(subcommand)]
         tool: Option<GatewayTool>,
     },
@@ -362,6 +372,9 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             listen,
             state,
             access,
+            tls_cert,
+            tls_key,
+            allow_http,
             tool: None,
         } => {
             gateway::gateway(gateway::GatewayArgs {
@@ -369,6 +382,8 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
                 listen,
                 state,
                 access,
+                tls: tls_cert.zip(tls_key),
+                allow_http,
                 quiet,
             })
             .await

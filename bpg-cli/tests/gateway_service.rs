@@ -259,7 +259,7 @@ fn with_an_access_file_it_listens_anywhere_checks_passwords_and_reloads_on_sighu
     let gateway = Gateway::start_on(
         dir.path(),
         "0.0.0.0",
-        &["--access", access.to_str().unwrap()],
+        &["--access", access.to_str().unwrap(), "--allow-http"],
     );
     let path = "/skatev2/spark/mySubmissions";
     let status = |header: &str| get_with(gateway.port, path, header).unwrap().0;
@@ -287,4 +287,37 @@ fn with_an_access_file_it_listens_anywhere_checks_passwords_and_reloads_on_sighu
     for secret in ["first-password", "second-password", token.as_str()] {
         assert!(!stderr.contains(secret), "{stderr}");
     }
+}
+
+#[test]
+fn plain_http_beyond_loopback_needs_to_be_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.yaml");
+    std::fs::write(
+        &access,
+        format!(
+            "users:\n  alice: {{password: \"{}\"}}\n",
+            hash_password("pw")
+        ),
+    )
+    .unwrap();
+    let out = bpg_in(
+        &workspace_root(),
+        &[
+            "gateway",
+            "--listen",
+            "0.0.0.0:0",
+            "--access",
+            access.to_str().unwrap(),
+            "--state",
+            dir.path().join("g.db").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.transcript());
+    assert!(
+        out.stderr.contains("refusing to serve plain HTTP") && out.stderr.contains("--tls-cert"),
+        "{}",
+        out.transcript()
+    );
 }

@@ -14,6 +14,8 @@
 //!   allowed_users: ["*"]         # BPG's lists, applied after authentication
 //!   blocked_users: []
 //!   admin_users: [ops]           # admins besides those the access file marks
+//!   tls: {cert: tls.crt, key: tls.key}   # HTTPS (PEM); reloaded on SIGHUP
+//!   allow_http: false            # plain HTTP beyond loopback (behind a TLS-terminating proxy)
 //!   limits:                      # see `auth::Limits`
 //!     requests_per_second: 50    # per user
 //!     max_in_flight_per_user: 500
@@ -149,6 +151,11 @@ pub struct GatewayConfig {
     pub access: Option<Access>,
     /// Where the access file is, to read it again on reload.
     pub access_file: Option<PathBuf>,
+    /// HTTPS: the certificate and key files (`gateway.tls`).
+    pub tls: Option<crate::TlsFiles>,
+    /// Plain HTTP on an address other than loopback (`gateway.allow_http`: behind a proxy that
+    /// terminates TLS).
+    pub allow_http: bool,
     connections: ConnectionRegistry,
     reach: BTreeMap<String, Reach>,
 }
@@ -210,6 +217,9 @@ struct OurSettings {
     #[serde(default)]
     admin_users: Vec<String>,
     limits: Option<OurLimits>,
+    tls: Option<OurTls>,
+    #[serde(default)]
+    allow_http: bool,
     #[serde(default)]
     default_spark_conf: BTreeMap<String, ConfValue>,
     #[serde(default)]
@@ -223,6 +233,13 @@ struct OurSettings {
     upload_dir: Option<String>,
     #[serde(default)]
     clusters: BTreeMap<String, OurCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OurTls {
+    cert: String,
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +368,8 @@ default: {clusters: [analytics]}
             warnings: Diagnostics::new(),
             access: None,
             access_file: None,
+            tls: None,
+            allow_http: false,
             connections,
             reach: BTreeMap::new(),
         }
@@ -397,6 +416,11 @@ default: {clusters: [analytics]}
                 }
             }
         }
+        let tls = s.tls.map(|t| crate::TlsFiles {
+            cert: resolve(file, &t.cert),
+            key: resolve(file, &t.key),
+        });
+        let allow_http = s.allow_http;
         let access_file = s.access.as_deref().map(|a| resolve(file, a));
         let access = match &access_file {
             Some(a) => match Access::from_file(a) {
@@ -527,6 +551,8 @@ default: {clusters: [analytics]}
             warnings: problems,
             access,
             access_file,
+            tls,
+            allow_http,
             connections,
             reach: BTreeMap::new(),
         })
@@ -855,6 +881,8 @@ default: {clusters: [analytics]}
             warnings,
             access,
             access_file,
+            tls: None,
+            allow_http: false,
             connections,
             reach,
         })

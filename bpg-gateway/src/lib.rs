@@ -70,6 +70,7 @@ mod error;
 pub mod ids;
 mod metrics;
 mod openapi;
+mod serve;
 mod service;
 pub mod store;
 
@@ -82,6 +83,7 @@ use bpg_router::RoutingRules;
 
 pub use api::{AIRFLOW_SYSTEM_ACCOUNT, EXTENSIONS, MAX_BATCH};
 pub use error::ApiError;
+pub use serve::{Tls, TlsFiles};
 pub use service::{ClusterSettings, Settings, SparkImage};
 pub use store::{SqliteStore, SubmissionStore};
 
@@ -269,17 +271,38 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// [`Gateway::serve`] over HTTPS: TLS with rustls from `tls`'s PEM files.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Tls,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        self.serve_with(listener, Some(tls), shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<Tls>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let token = self.inner.shutdown.clone();
         let stop = async move {
             shutdown.await;
             token.cancel();
         };
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
+        let result = serve::serve(
+            self.router(),
+            listener,
+            tls,
+            self.inner.settings.limits.header_read_timeout,
+            stop,
+        )
+        .await;
         self.shutdown().await;
         result
     }
