@@ -358,7 +358,19 @@ async fn submit(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let proxy_user = match q.dag_user.filter(|u| !u.is_empty()) {
-        Some(dag_user) if caller.principal.impersonate => dag_user,
+        Some(dag_user) if caller.principal.impersonate => {
+            // It becomes a label on the application and a name in the audit log.
+            if dag_user.len() > 253
+                || dag_user
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(ApiError::bad_request(format!(
+                    "dagUser {dag_user:?} is not a user name: at most 253 characters, without spaces or control characters"
+                )));
+            }
+            dag_user
+        }
         _ => caller.name().to_owned(),
     };
     let text = std::str::from_utf8(&body)
