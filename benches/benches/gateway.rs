@@ -16,6 +16,9 @@
 //!   under 250 ms); then a burst of 5,000 submits at a cluster capped at 100 in flight: the most
 //!   in flight at once as the cluster saw it (must not pass 100) and the time until all 5,000
 //!   were created and ended.
+//! - `soak`: 200 clients for 60 s with authentication on (status polls, followed logs, submits
+//!   at a per-user cap): errors other than the cap's 429s (goal: none), status p99, RSS at the
+//!   start, middle and end (goal: stable).
 //! - `follow`: one runner (`GatewayBackend`, as `bpg run` uses it) following 10,000 running jobs
 //!   through the gateway for 10 s, the gateway and the runner on runtimes of their own: the CPU
 //!   each uses, from `/proc/self/task`. Goal: under 0.25 core each.
@@ -342,6 +345,244 @@ fn main() {
     if wants("follow") {
         follow();
     }
+    if wants("soak") {
+        soak();
+    }
+}
+
+/// What one soak client saw.
+#[derive(Default)]
+struct Seen {
+    status: Vec<Duration>,
+    ok: u64,
+    limited: u64,
+    errors: Vec<String>,
+    streams: u64,
+    log_bytes: u64,
+    submits: u64,
+}
+
+/// 200 clients with authentication on (bearer tokens) for `BPG_BENCH_SOAK_SECS` (60): 150 poll a
+/// running job's status every 100 ms, 40 follow driver logs (reconnecting every 5 s), 10
+/// submit as fast as they can as one user capped at 50 requests a second. Every answer is a 200
+/// or, for the capped user, a 429; the status p99 and the process's RSS at the start, middle
+/// and end are reported.
+fn soak() {
+    use bpg_gateway::auth::{Access, hash_token, new_token};
+    let secs: u64 = std::env::var("BPG_BENCH_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let gateway_rt = named_runtime("bench-gateway");
+    let clients_rt = named_runtime("bench-clients");
+    let dir = tempfile::tempdir().expect("dir");
+    let users = 20;
+    let tokens: Vec<String> = (0..=users).map(|_| new_token().0).collect();
+    let mut access = String::from("users:\n");
+    for (i, t) in tokens.iter().enumerate() {
+        access.push_str(&format!("  user{i}: {{tokens: [\"{}\"]}}\n", hash_token(t)));
+    }
+    let submitter = tokens[users].clone();
+    let (gateway, url) = gateway_rt.block_on(async {
+        let rules = RoutingRules::from_yaml(RULES, None).expect("rules");
+        let mut settings = Settings::default();
+        settings.limits.requests_per_second = Some(50);
+        let gateway = Gateway::builder(rules)
+            .backend(
+                "analytics",
+                Arc::new(SimBackend::builder().name("analytics").build()) as Arc<dyn Backend>,
+            )
+            .settings(settings)
+            .store(Arc::new(
+                SqliteStore::open(dir.path().join("soak.db")).expect("store"),
+            ))
+            .access(Access::from_yaml(&access, None).expect("access"))
+            .build()
+            .await
+            .expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("port");
+        let url = format!("http://{}/skatev2", listener.local_addr().expect("addr"));
+        tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+        (gateway, url)
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
+    // One long job per polling and following client, each its user's.
+    let long = r#"{"sparkVersion":"3.5","mainApplicationFile":"local:///soak.py","driver":{"labels":{"sim/duration":"2h","sim/log-lines":"20000"}}}"#;
+    let short = r#"{"sparkVersion":"3.5","mainApplicationFile":"local:///soak.py","driver":{"labels":{"sim/duration":"2s"}}}"#;
+    let jobs: Vec<(String, String)> = clients_rt.block_on(async {
+        let mut jobs = Vec::new();
+        for c in 0..190 {
+            let token = tokens[c % users].clone();
+            let r: serde_json::Value = client
+                .post(format!("{url}/spark"))
+                .bearer_auth(&token)
+                .body(long)
+                .send()
+                .await
+                .expect("submit")
+                .json()
+                .await
+                .expect("json");
+            jobs.push((r["submissionId"].as_str().expect("id").to_owned(), token));
+        }
+        jobs
+    });
+    let run = Duration::from_secs(secs);
+    let started = Instant::now();
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let mut tasks = Vec::new();
+    for (c, (id, token)) in jobs.into_iter().enumerate() {
+        let (client, url, seen) = (client.clone(), url.clone(), seen.clone());
+        tasks.push(clients_rt.spawn(async move {
+            if c < 150 {
+                let mut interval = tokio::time::interval(Duration::from_millis(100));
+                while started.elapsed() < run {
+                    interval.tick().await;
+                    let t = Instant::now();
+                    let r = client
+                        .get(format!("{url}/spark/{id}/status"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await;
+                    let mut s = seen.lock().expect("seen");
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            s.status.push(t.elapsed());
+                            s.ok += 1;
+                        }
+                        Ok(r) => s.errors.push(format!("status: {}", r.status())),
+                        Err(e) => s.errors.push(format!("status: {e}")),
+                    }
+                }
+            } else {
+                while started.elapsed() < run {
+                    let r = client
+                        .get(format!("{url}/log?subId={id}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(mut r) if r.status() == 200 => {
+                            seen.lock().expect("seen").streams += 1;
+                            let until = Instant::now() + Duration::from_secs(5);
+                            while Instant::now() < until && started.elapsed() < run {
+                                match tokio::time::timeout_at(until.into(), r.chunk()).await {
+                                    Ok(Ok(Some(b))) => {
+                                        seen.lock().expect("seen").log_bytes += b.len() as u64
+                                    }
+                                    Ok(Ok(None)) | Err(_) => break,
+                                    Ok(Err(e)) => {
+                                        seen.lock().expect("seen").errors.push(format!("log: {e}"));
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Ok(r) => seen
+                            .lock()
+                            .expect("seen")
+                            .errors
+                            .push(format!("log: {}", r.status())),
+                        Err(e) => seen.lock().expect("seen").errors.push(format!("log: {e}")),
+                    }
+                }
+            }
+        }));
+    }
+    for _ in 0..10 {
+        let (client, url, seen, token) =
+            (client.clone(), url.clone(), seen.clone(), submitter.clone());
+        tasks.push(clients_rt.spawn(async move {
+            while started.elapsed() < run {
+                let r = client
+                    .post(format!("{url}/spark"))
+                    .bearer_auth(&token)
+                    .body(short)
+                    .send()
+                    .await;
+                let limited = {
+                    let mut s = seen.lock().expect("seen");
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            s.submits += 1;
+                            false
+                        }
+                        Ok(r) if r.status() == 429 => {
+                            s.limited += 1;
+                            true
+                        }
+                        Ok(r) => {
+                            s.errors.push(format!("submit: {}", r.status()));
+                            false
+                        }
+                        Err(e) => {
+                            s.errors.push(format!("submit: {e}"));
+                            false
+                        }
+                    }
+                };
+                if limited {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let mut rss = vec![(0u64, rss_mb())];
+    for at in [secs / 2, secs] {
+        while started.elapsed() < Duration::from_secs(at) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rss.push((at, rss_mb()));
+    }
+    clients_rt.block_on(async {
+        for t in tasks {
+            t.await.expect("client");
+        }
+    });
+    let mut seen = Arc::try_unwrap(seen)
+        .ok()
+        .expect("one owner")
+        .into_inner()
+        .expect("seen");
+    seen.status.sort();
+    println!(
+        "\nsoak: 200 clients for {secs} s, authentication on (150 polling status, 40 following logs, 10 submitting at a 50 req/s cap):"
+    );
+    println!(
+        "  status: {} answered, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        seen.ok,
+        p(&seen.status, 0.5),
+        p(&seen.status, 0.99),
+        seen.status.last().copied().unwrap_or_default()
+    );
+    println!(
+        "  logs: {} streams opened, {} KiB read",
+        seen.streams,
+        seen.log_bytes / 1024
+    );
+    println!(
+        "  submits: {} accepted, {} answered 429 (the cap), {} other errors",
+        seen.submits,
+        seen.limited,
+        seen.errors.len()
+    );
+    for e in seen.errors.iter().take(5) {
+        println!("    {e}");
+    }
+    println!(
+        "  RSS: {}",
+        rss.iter()
+            .map(|(t, mb)| format!("{mb:.0} MB at {t} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    clients_rt.shutdown_background();
+    gateway_rt.block_on(gateway.shutdown());
 }
 
 /// A runtime whose worker threads are named `name`, so their CPU can be told apart.

@@ -176,10 +176,12 @@ async fn following_many_jobs_costs_one_watch_of_the_namespace_not_one_per_job() 
         .count();
     let reads = requests.len() - watches - lists;
     // 50 jobs × 2 changes each: one watch per job and change would be 100 requests. The view
-    // needs one list and a handful of watches (the stand-in ends a watch at each change, which a
-    // real API server does not); the reads are the 50 first `status` calls.
+    // needs one list and fewer watches than jobs: the stand-in ends a watch at each change (a
+    // real API server does not), so their number follows how many moments the changes fall on
+    // (about 5 on a quiet machine, 35 on a loaded one), not the number of followers. The reads
+    // are the 50 first `status` calls.
     assert_eq!(lists, 1, "{requests:#?}");
-    assert!(watches <= 20, "{watches} watches for {jobs} jobs");
+    assert!(watches < jobs, "{watches} watches for {jobs} jobs");
     assert!(reads <= jobs, "{reads} reads for {jobs} jobs");
 }
 

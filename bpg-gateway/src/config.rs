@@ -28,6 +28,7 @@
 //!   poll_interval: 1s
 //!   submit_wait: 30s
 //!   request_timeout: 60s
+//!   lease: 3s                    # how long a replica holds what it follows (see `store`)
 //!   max_body_bytes: 16777216
 //!   upload_dir: uploads
 //!   clusters:                    # per cluster id of the rules
@@ -229,6 +230,7 @@ struct OurSettings {
     poll_interval: Option<String>,
     submit_wait: Option<String>,
     request_timeout: Option<String>,
+    lease: Option<String>,
     max_body_bytes: Option<usize>,
     upload_dir: Option<String>,
     #[serde(default)]
@@ -459,6 +461,7 @@ default: {clusters: [analytics]}
                 s.request_timeout,
                 &mut settings.request_timeout,
             ),
+            ("gateway.lease", s.lease, &mut settings.lease),
         ] {
             if let Some(v) = value {
                 match parse_duration(field, &v) {
