@@ -73,6 +73,7 @@ mod dag_scheduler;
 mod events;
 mod executor;
 mod idhash;
+pub mod logs;
 mod report;
 mod retry;
 pub mod schedule;
