@@ -71,6 +71,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             }
         }
         runner = runner.store(Arc::new(store));
+        runner = runner.task_logs(task_logs_beside(path)?);
     }
     let mode = if args.quiet {
         Mode::Quiet
@@ -156,4 +157,16 @@ async fn open_store(
         }
         (Some(stored), true) => Ok((store, Some(stored.run))),
     }
+}
+
+/// The task logs kept beside a run store: `<state>.logs/` (one file per task try).
+pub fn task_logs_beside(state: &std::path::Path) -> Result<bpg_pipeline::logs::TaskLogs, Failure> {
+    let mut dir = state.as_os_str().to_owned();
+    dir.push(".logs");
+    bpg_pipeline::logs::TaskLogs::open(&dir).map_err(|e| {
+        Failure::Config(format!(
+            "bpg: error: cannot keep task logs in {}: {e}",
+            std::path::Path::new(&dir).display()
+        ))
+    })
 }

@@ -53,6 +53,7 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
         scheduler = scheduler.store(Arc::new(store));
+        scheduler = scheduler.task_logs(crate::run::task_logs_beside(path)?);
     }
     if !args.quiet {
         for dag in &dags {

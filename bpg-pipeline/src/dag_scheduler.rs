@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dag::Dag;
 use crate::events::RunState;
 use crate::executor::{CancelPolicy, Runner};
+use crate::logs::TaskLogs;
 use crate::report::RunReport;
 use crate::schedule::{DataInterval, Schedule, ScheduleBounds, is_scheduled_run_id};
 use crate::store::{InMemoryRunStore, RunKey, RunStore};
@@ -303,6 +304,7 @@ pub struct DagScheduler {
     triggers_tx: mpsc::UnboundedSender<TriggerRequest>,
     triggers: mpsc::UnboundedReceiver<TriggerRequest>,
     events: broadcast::Sender<SchedulerEvent>,
+    task_logs: Option<TaskLogs>,
 }
 
 /// The scheduler's clock: wall-clock time that advances with tokio's clock.
@@ -357,7 +359,14 @@ impl DagScheduler {
             triggers_tx,
             triggers,
             events: broadcast::channel(1024).0,
+            task_logs: None,
         }
+    }
+
+    /// Keeps every run's task logs in `logs` (see [`Runner::task_logs`]).
+    pub fn task_logs(mut self, logs: TaskLogs) -> Self {
+        self.task_logs = Some(logs);
+        self
     }
 
     /// Adds a DAG.
@@ -427,6 +436,7 @@ impl DagScheduler {
             triggers_tx,
             mut triggers,
             events,
+            task_logs,
         } = self;
         drop(triggers_tx);
         let clock = Clock {
@@ -446,6 +456,7 @@ impl DagScheduler {
             store,
             on_shutdown,
             events,
+            task_logs,
             join: JoinSet::new(),
             tokens: HashMap::new(),
         };
@@ -593,6 +604,7 @@ struct Context {
     store: Arc<dyn RunStore>,
     on_shutdown: CancelPolicy,
     events: broadcast::Sender<SchedulerEvent>,
+    task_logs: Option<TaskLogs>,
     join: JoinSet<RunOutcome>,
     /// The runs in flight by task: DAG index, run id, cancellation token.
     tokens: HashMap<tokio::task::Id, (usize, String, CancellationToken)>,
@@ -614,6 +626,9 @@ impl Context {
             .run_id(run_id.clone())
             .logical_date(logical_date)
             .on_cancel(self.on_shutdown);
+        if let Some(logs) = &self.task_logs {
+            runner = runner.task_logs(logs.clone());
+        }
         for (k, v) in params {
             runner = runner.param(k, v);
         }

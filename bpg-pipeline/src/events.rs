@@ -8,6 +8,8 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::logs::{LogKey, TaskLogs};
+
 /// A task instance's state, with Airflow's names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -211,16 +213,72 @@ impl EventStream {
     }
 }
 
-/// Where the executor sends events. Cheap to clone; sending with no subscriber costs almost nothing.
+/// Where the executor sends events, and task log lines to the run's stored logs. Cheap to
+/// clone; sending with no subscriber costs almost nothing.
 #[derive(Clone, Debug)]
 pub(crate) struct EventSink {
     sender: broadcast::Sender<Event>,
+    /// Where this run's task logs are kept, when they are.
+    logs: Option<Arc<RunLogs>>,
+}
+
+/// A run's stored task logs.
+#[derive(Debug)]
+struct RunLogs {
+    logs: TaskLogs,
+    dag_id: Arc<str>,
+    run_id: Arc<str>,
+}
+
+impl RunLogs {
+    fn key(&self, task_id: &str, try_number: u32) -> LogKey {
+        LogKey::new(&*self.dag_id, &*self.run_id, task_id, try_number)
+    }
 }
 
 impl EventSink {
     pub(crate) fn new(capacity: usize) -> Self {
         EventSink {
             sender: broadcast::Sender::new(capacity.max(1)),
+            logs: None,
+        }
+    }
+
+    /// The same sink, also keeping every task log line of run `run_id` of `dag_id` in `logs`.
+    pub(crate) fn with_logs(&self, logs: TaskLogs, dag_id: Arc<str>, run_id: Arc<str>) -> Self {
+        EventSink {
+            sender: self.sender.clone(),
+            logs: Some(Arc::new(RunLogs {
+                logs,
+                dag_id,
+                run_id,
+            })),
+        }
+    }
+
+    /// Whether task log lines are kept (so they are worth collecting with no subscriber).
+    pub(crate) fn keeps_logs(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    /// A line of the runner's own about a try (when it started, how it ended): kept in the
+    /// try's stored log, not sent as an event.
+    pub(crate) fn runner_line(&self, task_id: &Arc<str>, try_number: u32, line: &str) {
+        self.store_line(task_id, try_number, &format!("[bpg] {line}"));
+    }
+
+    /// The try is over: its stored log is closed.
+    pub(crate) fn finish_log(&self, task_id: &Arc<str>, try_number: u32) {
+        if let Some(l) = &self.logs {
+            l.logs.finish(&l.key(task_id, try_number));
+        }
+    }
+
+    fn store_line(&self, task_id: &Arc<str>, try_number: u32, line: &str) {
+        if let Some(l) = &self.logs
+            && let Err(e) = l.logs.append(&l.key(task_id, try_number), line)
+        {
+            tracing::warn!(task = %task_id, try_number, error = %e, "cannot keep a task log line");
         }
     }
 
@@ -238,11 +296,16 @@ impl EventSink {
     }
 
     pub(crate) fn log(&self, task_id: &Arc<str>, try_number: u32, line: impl Into<String>) {
+        if self.logs.is_none() && !self.has_subscribers() {
+            return;
+        }
+        let line = line.into();
+        self.store_line(task_id, try_number, &line);
         if self.has_subscribers() {
             self.send(Event::TaskLog {
                 task_id: task_id.clone(),
                 try_number,
-                line: line.into(),
+                line,
             });
         }
     }

@@ -119,12 +119,35 @@ impl Attempt {
             return Done::Attempt(index, AttemptResult::failed("task slots are closed"));
         };
         let _ = self.notices.send(Notice::Started(index));
+        let events = &self.env.events;
+        let task_id = self.task_id().clone();
+        if events.keeps_logs() {
+            events.runner_line(
+                &task_id,
+                self.try_number,
+                &format!("try {} started", self.try_number),
+            );
+        }
         let timeout = self.env.graph.settings(index).execution_timeout;
         let deadline = timeout.map(|t| (Instant::now() + t, t));
         let result = AssertUnwindSafe(self.run_kind(deadline))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| AttemptResult::failed("the task panicked"));
+        if events.keeps_logs() {
+            let how = match &result.ended {
+                Ended::Outcome(AttemptOutcome::Success) => "succeeded".to_owned(),
+                Ended::Outcome(AttemptOutcome::Skipped) => "skipped itself".to_owned(),
+                Ended::Outcome(AttemptOutcome::Failed { .. }) => "failed".to_owned(),
+                Ended::Interrupted { .. } => "was interrupted".to_owned(),
+            };
+            let line = match &result.message {
+                Some(m) => format!("try {} {how}: {m}", self.try_number),
+                None => format!("try {} {how}", self.try_number),
+            };
+            events.runner_line(&task_id, self.try_number, &line);
+            events.finish_log(&task_id, self.try_number);
+        }
         Done::Attempt(index, result)
     }
 

@@ -73,6 +73,7 @@ use crate::context::TaskContext;
 use crate::context::{RunInfo, XComs};
 use crate::dag::{Dag, TaskKind};
 use crate::events::{Event, EventSink, EventStream, RunState};
+use crate::logs::TaskLogs;
 use crate::report::RunReport;
 use crate::scheduler::{Graph, Scheduler, TaskIndex};
 use crate::store::{RunKey, RunRecord, RunStore};
@@ -138,6 +139,7 @@ pub struct Runner {
     params: serde_json::Map<String, serde_json::Value>,
     poll_interval: Duration,
     on_cancel: CancelPolicy,
+    task_logs: Option<TaskLogs>,
 }
 
 impl Runner {
@@ -154,7 +156,17 @@ impl Runner {
             params: serde_json::Map::new(),
             poll_interval: Duration::from_secs(1),
             on_cancel: CancelPolicy::default(),
+            task_logs: None,
         }
+    }
+
+    /// Keeps every try's log lines (Spark driver logs, command output, function logs, and the
+    /// runner's own lines about each try) in `logs`, readable after the run and after a restart
+    /// (see [`crate::logs`]). Spark tasks that follow their driver log do so even with no
+    /// subscriber.
+    pub fn task_logs(mut self, logs: TaskLogs) -> Self {
+        self.task_logs = Some(logs);
+        self
     }
 
     /// Sets the run id (default `manual__<logical date>`).
@@ -347,6 +359,13 @@ impl Runner {
                     .map(|s| (s, settings.pool_slots))
             })
             .collect();
+        let events = match &self.task_logs {
+            Some(logs) => {
+                self.events
+                    .with_logs(logs.clone(), run.dag_id.clone(), run.run_id.clone())
+            }
+            None => self.events.clone(),
+        };
         let env = Arc::new(RunEnv {
             templates: Templates::new(run.clone(), xcoms.clone()),
             run,
@@ -355,7 +374,7 @@ impl Runner {
             graph: graph.clone(),
             backends,
             xcoms,
-            events: self.events.clone(),
+            events,
             store: self.store.clone(),
             active: Arc::new(Semaphore::new(dag.max_active_tasks)),
             task_pools,

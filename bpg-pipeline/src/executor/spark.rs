@@ -111,7 +111,7 @@ impl Attempt {
             SubmitOptions::new().with_idempotency_key(key),
         )
         .wait_options(WaitOptions::default().poll_interval(env.poll_interval))
-        .follow_logs(spark.follow_logs && env.events.has_subscribers())
+        .follow_logs(spark.follow_logs && (env.events.has_subscribers() || env.events.keeps_logs()))
         .cancel_on(env.jobs_cancel.clone());
         if let Some((at, _)) = deadline {
             attempt = attempt.deadline(at);
