@@ -363,8 +363,9 @@ struct Seen {
 }
 
 /// 200 clients with authentication on (bearer tokens) for `BPG_BENCH_SOAK_SECS` (60): 150 poll a
-/// running job's status every 100 ms, 40 follow driver logs (reconnecting every 5 s), 10
-/// submit as fast as they can as one user capped at 50 requests a second. Every answer is a 200
+/// running job's status every 100 ms, 40 follow driver logs (reconnecting every 5 s), each as a
+/// user of their own; 10 submit as fast as they can as one user, capped (as every user is) at
+/// 50 requests a second. Every answer is a 200
 /// or, for the capped user, a 429; the status p99 and the process's RSS at the start, middle
 /// and end are reported.
 fn soak() {
@@ -376,7 +377,9 @@ fn soak() {
     let gateway_rt = named_runtime("bench-gateway");
     let clients_rt = named_runtime("bench-clients");
     let dir = tempfile::tempdir().expect("dir");
-    let users = 20;
+    // A user per polling or following client (each well under the cap), and one for the
+    // submitters, who share it and so run into the cap.
+    let users = 190;
     let tokens: Vec<String> = (0..=users).map(|_| new_token().0).collect();
     let mut access = String::from("users:\n");
     for (i, t) in tokens.iter().enumerate() {
