@@ -26,7 +26,8 @@
 //!
 //! **Authorization** ([`Principal`]): a user reads, follows and deletes only their own
 //! submissions; admins all; an account that may impersonate (`impersonate: true`, or BPG's
-//! `airflow_system_account`) submits as `?dagUser=` and may act on what it submitted for others.
+//! `airflow_system_account`) submits as `?dagUser=` and, since it may submit as anyone, acts on
+//! every user's submissions (that is how Airflow's account follows what it submitted).
 //! A queue listed in the access file takes submissions only from its users and groups. Denials
 //! are 403s with the reason in BPG's body, and are audited.
 
@@ -96,7 +97,7 @@ pub struct Principal {
     pub name: String,
     /// Reads, lists and deletes every submission; uses the admin endpoints.
     pub admin: bool,
-    /// Submits as other users (`?dagUser=`), and acts on what it submitted for them.
+    /// Submits as other users (`?dagUser=`), and so acts on every user's submissions.
     pub impersonate: bool,
     /// Groups, for queue permissions.
     pub groups: Vec<String>,
