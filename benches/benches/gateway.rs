@@ -30,7 +30,10 @@ use bpg_core::{AppType, Backend, SimBackend, SparkJob};
 use bpg_gateway::store::{SqliteStore, SubmissionRecord, SubmissionStore};
 use bpg_gateway::{Gateway, Settings};
 use bpg_router::RoutingRules;
+use common::rss_mb;
 use criterion::{Criterion, Throughput};
+
+mod common;
 
 const RULES: &str =
     "clusters:\n  - {id: analytics, connection: analytics}\ndefault: {clusters: [analytics]}\n";
@@ -249,22 +252,6 @@ async fn hammer(
 
 fn p(lat: &[Duration], q: f64) -> Duration {
     lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .unwrap_or("0")
-                    .parse::<f64>()
-                    .unwrap_or(0.0)
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 fn load() {

@@ -8,21 +8,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bpg_pipeline::logs::{LogKey, TaskLogs};
+use common::rss_mb;
 use criterion::{Criterion, Throughput};
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|n| n.parse::<f64>().ok())
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
+mod common;
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();

@@ -142,8 +142,8 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 /// The authenticated caller of a request and the address it came from (see [`crate::auth`]).
-/// A refusal is answered (401, or 429 past the failed sign-in limit) and, when credentials were
-/// presented, audited.
+/// A refusal is answered (401, or 429 past a limit); a failed sign-in (credentials presented
+/// and refused) is audited.
 pub(crate) struct Caller {
     pub principal: Principal,
     pub address: Option<IpAddr>,
@@ -214,14 +214,14 @@ impl FromRequestParts<Arc<Inner>> for Caller {
         {
             Ok(principal) => Ok(Caller { principal, address }),
             Err(refused) => {
-                if refused.attempted {
-                    let outcome = if refused.error.status == StatusCode::TOO_MANY_REQUESTS {
-                        "limited"
-                    } else {
-                        "unauthenticated"
-                    };
-                    let mut e =
-                        AuditEntry::new("sign-in", refused.name.unwrap_or_default(), outcome);
+                // A failed attempt is audited; a 429 is not: its limit is there to keep a flood
+                // from costing anything, a write per request included.
+                if refused.attempted && refused.error.status == StatusCode::UNAUTHORIZED {
+                    let mut e = AuditEntry::new(
+                        "sign-in",
+                        refused.name.unwrap_or_default(),
+                        "unauthenticated",
+                    );
                     e.address = address.map(|a| a.to_string());
                     e.message = format!("{} {}", parts.method, parts.uri.path());
                     inner.audit(e).await;

@@ -655,16 +655,6 @@ default: {clusters: [analytics]}
         settings.admin_users = strings(config.get("adminUsers"));
         let access_file = match config.get("accessFile") {
             Some(Value::String(p)) => Some(resolve(file, p)),
-            _ => None,
-        };
-        let access = match config.get("accessFile") {
-            Some(Value::String(p)) => match Access::from_file(resolve(file, p)) {
-                Ok(a) => Some(a),
-                Err(d) => {
-                    errors.0.extend(d.0);
-                    None
-                }
-            },
             Some(_) => {
                 errors.push(at(
                     "accessFile",
@@ -677,6 +667,15 @@ default: {clusters: [analytics]}
             }
             None => None,
         };
+        let access = access_file
+            .as_ref()
+            .and_then(|path| match Access::from_file(path) {
+                Ok(a) => Some(a),
+                Err(d) => {
+                    errors.0.extend(d.0);
+                    None
+                }
+            });
         settings.default_spark_conf = string_map(config.get("defaultSparkConf"));
         settings.fixed_spark_conf = string_map(config.get("fixedSparkConf"));
         if let Some(v) = config.get("statusCacheExpireMillis") {

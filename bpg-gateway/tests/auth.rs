@@ -578,7 +578,7 @@ async fn per_user_limits_answer_429_with_retry_after() {
             .contains("log streams are open")
     );
     drop(follower);
-    // Deleting the job ends its stream; the slot comes back.
+    // Deleting the job finishes it: alice has nothing in flight, and may submit again.
     let deleted = with(http().delete(format!("{base}/spark/{id}")), Who::Owner, &f)
         .send()
         .await

@@ -113,8 +113,8 @@ struct Statements {
     audit_log: Statement,
     unfinished_count: Statement,
     claim: Statement,
-    renew: Statement,
-    release: Statement,
+    /// Sets (or, with NULL, gives up) an owner's leases.
+    set_leases: Statement,
 }
 
 fn select(filter: &str) -> String {
@@ -211,15 +211,9 @@ impl Statements {
                      RETURNING {COLUMNS}"
                 ))
                 .await?,
-            renew: client
+            set_leases: client
                 .prepare(
                     "UPDATE gateway_submissions SET lease_until_ms = $2 WHERE owner = $1 \
-                     AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
-                )
-                .await?,
-            release: client
-                .prepare(
-                    "UPDATE gateway_submissions SET lease_until_ms = NULL WHERE owner = $1 \
                      AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
                 )
                 .await?,
@@ -418,6 +412,20 @@ impl PostgresStore {
 
     fn err(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
         move |e| store_error(&self.inner.name, what, is_temporary(&e), e)
+    }
+
+    /// Sets the lease of `owner`'s unfinished submissions (`None`: given up).
+    async fn set_leases(
+        &self,
+        owner: &str,
+        until_ms: Option<i64>,
+        what: &'static str,
+    ) -> Result<u64> {
+        let c = self.connection().await?;
+        c.client
+            .execute(&c.statements.set_leases, &[&owner, &until_ms])
+            .await
+            .map_err(self.err(what))
     }
 
     fn records(&self, rows: &[Row]) -> Result<Vec<SubmissionRecord>> {
@@ -792,19 +800,12 @@ impl SubmissionStore for PostgresStore {
     }
 
     async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
-        let c = self.connection().await?;
-        c.client
-            .execute(&c.statements.renew, &[&owner, &until_ms])
+        self.set_leases(owner, Some(until_ms), "cannot renew leases")
             .await
-            .map_err(self.err("cannot renew leases"))
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64> {
-        let c = self.connection().await?;
-        c.client
-            .execute(&c.statements.release, &[&owner])
-            .await
-            .map_err(self.err("cannot release leases"))
+        self.set_leases(owner, None, "cannot release leases").await
     }
 
     async fn unfinished_count(&self, user: &str) -> Result<u64> {

@@ -189,6 +189,18 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Sets the lease of `owner`'s unfinished submissions (`None`: given up).
+    fn set_leases(&self, owner: &str, until_ms: Option<i64>, what: &str) -> Result<u64> {
+        self.lock()
+            .prepare_cached(
+                "UPDATE submissions SET lease_until_ms = ?2 WHERE owner = ?1
+                 AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
+            )
+            .and_then(|mut stmt| stmt.execute(params![owner, until_ms]))
+            .map(|n| n as u64)
+            .map_err(self.err(what))
+    }
+
     /// Runs `change` and records its event, in one transaction.
     fn change(
         &self,
@@ -429,25 +441,11 @@ impl SubmissionStore for SqliteStore {
     }
 
     async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
-        self.lock()
-            .prepare_cached(
-                "UPDATE submissions SET lease_until_ms = ?2 WHERE owner = ?1
-                 AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
-            )
-            .and_then(|mut stmt| stmt.execute(params![owner, until_ms]))
-            .map(|n| n as u64)
-            .map_err(self.err("cannot renew leases"))
+        self.set_leases(owner, Some(until_ms), "cannot renew leases")
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64> {
-        self.lock()
-            .prepare_cached(
-                "UPDATE submissions SET lease_until_ms = NULL WHERE owner = ?1
-                 AND terminated_ms IS NULL AND phase IN ('queued', 'created')",
-            )
-            .and_then(|mut stmt| stmt.execute([owner]))
-            .map(|n| n as u64)
-            .map_err(self.err("cannot release leases"))
+        self.set_leases(owner, None, "cannot release leases")
     }
 
     async fn set_created(&self, id: &str, backend_id: &str) -> Result<()> {
