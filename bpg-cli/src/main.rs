@@ -184,14 +184,32 @@ enum Command {
     },
     /// Run every pipeline of a folder on its schedule until Ctrl-C or SIGTERM.
     Scheduler {
-        /// Folder of pipeline files (*.yaml, *.yml).
-        pipelines: PathBuf,
+        /// Folders of pipeline files (*.yaml, *.yml), or pipeline files.
+        #[arg(required = true, num_args = 1..)]
+        pipelines: Vec<PathBuf>,
         /// Connections file.
         #[arg(long, env = "BPG_CONNECTIONS")]
         connections: Option<PathBuf>,
-        /// SQLite file that records the runs, so a restarted scheduler does not repeat intervals.
+        /// SQLite file that records the runs, so a restarted scheduler does not repeat intervals
+        /// (task logs are kept beside it, in FILE.logs/).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Serve Airflow's REST API (/api/v2) and the web UI on this address, e.g. 127.0.0.1:8081.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Users who may sign in (the gateway's access file: argon2id password hashes, token
+        /// hashes). Required to listen on anything but loopback.
+        #[arg(long)]
+        access: Option<PathBuf>,
+        /// TLS certificate chain (PEM), with --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM), with --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (behind a proxy that terminates TLS).
+        #[arg(long)]
+        allow_http: bool,
     },
     /// Serve the Batch Processing Gateway: BPG's REST API routing jobs to clusters, until Ctrl-C
     /// or SIGTERM. Without --config: two simulated clusters (analytics, and datascience for PHI),
@@ -352,11 +370,20 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             pipelines,
             connections,
             state,
+            listen,
+            access,
+            tls_cert,
+            tls_key,
+            allow_http,
         } => {
             scheduler::scheduler(scheduler::SchedulerArgs {
                 pipelines,
                 connections,
                 state,
+                listen,
+                access,
+                tls: tls_cert.zip(tls_key),
+                allow_http,
                 quiet,
             })
             .await

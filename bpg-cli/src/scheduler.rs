@@ -1,11 +1,18 @@
 //! `bpg scheduler`: runs every pipeline of a folder on its schedule until stopped (Ctrl-C or
-//! SIGTERM), one plain timestamped line per run started and finished.
+//! SIGTERM), one plain timestamped line per run started and finished; with `--listen`, also
+//! serves Airflow's REST API and the web UI (bpg-scheduler-web).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bpg_pipeline::{DagScheduler, ScheduledDag, SchedulerEvent, SqliteRunStore};
+use bpg_gateway::auth::Access;
+use bpg_gateway::{Tls, TlsFiles};
+use bpg_pipeline::logs::TaskLogs;
+use bpg_pipeline::{
+    DagScheduler, InMemoryRunStore, RunStore, ScheduledDag, SchedulerEvent, SqliteRunStore,
+};
+use bpg_scheduler_web::{Auth, SchedulerWeb};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -16,25 +23,52 @@ use bpg_core::Connections;
 /// What `bpg scheduler` was asked.
 #[derive(Debug)]
 pub struct SchedulerArgs {
-    /// Folder of pipeline files.
-    pub pipelines: PathBuf,
+    /// Folders of pipeline files, or pipeline files.
+    pub pipelines: Vec<PathBuf>,
     /// Connections file.
     pub connections: Option<PathBuf>,
     /// Durable run store.
     pub state: Option<PathBuf>,
+    /// Where to serve the API and UI.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Access file.
+    pub access: Option<PathBuf>,
+    /// Certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP off loopback.
+    pub allow_http: bool,
     /// No per-run lines.
     pub quiet: bool,
 }
 
-/// Runs the scheduler until a stop signal; exit 0 after a clean shutdown.
-pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
-    let dags = ScheduledDag::load_dir(&args.pipelines).map_err(|d| Failure::invalid(&d))?;
+/// Every pipeline of the folders and files given.
+fn load_pipelines(paths: &[PathBuf]) -> Result<Vec<ScheduledDag>, Failure> {
+    let mut dags = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            dags.extend(ScheduledDag::load_dir(path).map_err(|d| Failure::invalid(&d))?);
+        } else {
+            let dag = bpg_pipeline::load_dag_file(path).map_err(|d| Failure::invalid(&d))?;
+            dags.push(ScheduledDag::new(dag).map_err(|d| Failure::invalid(&d))?);
+        }
+    }
     if dags.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(Failure::Config(format!(
             "bpg: error: {}: no pipeline files (*.yaml, *.yml) to schedule",
-            args.pipelines.display()
+            shown.join(", ")
         )));
     }
+    Ok(dags)
+}
+
+/// Runs the scheduler until a stop signal; exit 0 after a clean shutdown.
+pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
+    let dags = load_pipelines(&args.pipelines)?;
+    let web = match args.listen {
+        Some(listen) => Some(web_settings(&args, listen)?),
+        None => None,
+    };
     let registry = registry(args.connections.as_deref())?;
     let mut unknown = bpg_core::Diagnostics::new();
     for dag in &dags {
@@ -48,12 +82,89 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
         return Err(Failure::config_diagnostics(&unknown));
     }
     let mut scheduler = DagScheduler::new(registry).dags(dags.iter().cloned());
-    if let Some(path) = &args.state {
-        let store = SqliteRunStore::open(path)
+    let store: Arc<dyn RunStore> = match &args.state {
+        Some(path) => Arc::new(
+            SqliteRunStore::open(path)
+                .await
+                .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?,
+        ),
+        None => Arc::new(InMemoryRunStore::new()),
+    };
+    scheduler = scheduler.store(store.clone());
+    // Served logs need a directory: beside --state, else one of this process's, removed at exit.
+    let mut scratch_logs = None;
+    let logs = match (&args.state, &web) {
+        (Some(path), _) => Some(crate::run::task_logs_beside(path)?),
+        (None, Some(_)) => {
+            let dir =
+                std::env::temp_dir().join(format!("bpg-scheduler-{}.logs", std::process::id()));
+            let logs = TaskLogs::open(&dir).map_err(|e| {
+                Failure::Config(format!(
+                    "bpg: error: cannot keep task logs in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            scratch_logs = Some(dir);
+            Some(logs)
+        }
+        (None, None) => None,
+    };
+    if let Some(logs) = &logs {
+        scheduler = scheduler.task_logs(logs.clone());
+    }
+    let stop = CancellationToken::new();
+    let mut server = None;
+    if let Some(settings) = web {
+        let mut service =
+            SchedulerWeb::new(dags.iter().cloned(), store.clone(), scheduler.handle())
+                .auth(settings.auth.clone());
+        if let Some(logs) = &logs {
+            service = service.task_logs(logs.clone());
+        }
+        if let Some(tls) = settings.tls.clone() {
+            service = service.tls(tls);
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|e| Failure::from_error(&format!("--state {}", path.display()), e))?;
-        scheduler = scheduler.store(Arc::new(store));
-        scheduler = scheduler.task_logs(crate::run::task_logs_beside(path)?);
+            .map_err(|e| {
+                Failure::Config(format!(
+                    "bpg: error: cannot listen on {}: {e}",
+                    settings.listen
+                ))
+            })?;
+        let bound = listener.local_addr().unwrap_or(settings.listen);
+        if !args.quiet {
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!(
+                "{} serving the UI on {scheme}://{bound}/ and Airflow's REST API on {scheme}://{bound}/api/v2 ({})",
+                timestamp(),
+                if settings.auth.is_required() {
+                    "sign-in required"
+                } else {
+                    "no sign-in: loopback only"
+                }
+            );
+            if args.state.is_none() {
+                eprintln!(
+                    "{} runs are kept in memory and lost at exit; pass --state FILE to keep them",
+                    timestamp()
+                );
+            }
+        }
+        if let Some(path) = settings.access_file.clone() {
+            tokio::spawn(reload_on_hangup(
+                settings.auth.clone(),
+                path,
+                settings.tls.clone(),
+            ));
+        }
+        server = Some(tokio::spawn(
+            service.serve(listener, stop.clone().cancelled_owned()),
+        ));
     }
     if !args.quiet {
         for dag in &dags {
@@ -82,16 +193,109 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
             }
         }
     });
-    let stop = CancellationToken::new();
     let signal = tokio::spawn(stop_on_signal(stop.clone()));
-    let result = scheduler.run(stop).await;
+    let result = scheduler.run(stop.clone()).await;
+    stop.cancel();
     signal.abort();
     let _ = printer.await;
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(e)) => eprintln!("{} the API server stopped with an error: {e}", timestamp()),
+            Err(e) => eprintln!("{} the API server stopped with an error: {e}", timestamp()),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(dir) = scratch_logs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     result.map_err(|e| Failure::from_error("the scheduler could not start", e))?;
     if !args.quiet {
         eprintln!("{} scheduler stopped", timestamp());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the API and UI are served.
+struct WebSettings {
+    listen: std::net::SocketAddr,
+    auth: Auth,
+    access_file: Option<PathBuf>,
+    tls: Option<Tls>,
+}
+
+/// Checks the flags of `--listen`: off loopback, sign-in and (unless --allow-http) TLS.
+fn web_settings(
+    args: &SchedulerArgs,
+    listen: std::net::SocketAddr,
+) -> Result<WebSettings, Failure> {
+    let auth = match &args.access {
+        Some(path) => {
+            Auth::users(Access::from_file(path).map_err(|d| Failure::config_diagnostics(&d))?)
+        }
+        None => Auth::open(),
+    };
+    if !auth.is_required() && !listen.ip().is_loopback() {
+        return Err(Failure::Config(format!(
+            "bpg: error: refusing to listen on {listen}: without --access FILE anyone who can reach it could trigger, cancel and clear runs; give users with --access (the gateway's access file: bpg gateway hash-password, bpg gateway new-token), or listen on 127.0.0.1"
+        )));
+    }
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(
+            Tls::from_files(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map_err(|e| Failure::from_error("scheduler TLS", e))?,
+        ),
+        None => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() && !args.allow_http {
+        return Err(Failure::Config(format!(
+            "bpg: error: refusing to serve plain HTTP on {listen}: passwords and tokens would cross the network in the clear; give --tls-cert and --tls-key, or --allow-http behind a proxy that terminates TLS"
+        )));
+    }
+    Ok(WebSettings {
+        listen,
+        auth,
+        access_file: args.access.clone(),
+        tls,
+    })
+}
+
+/// On SIGHUP: the access file and the TLS files are read again; a bad file keeps the old one.
+async fn reload_on_hangup(auth: Auth, access_file: PathBuf, tls: Option<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match Access::from_file(&access_file) {
+                Ok(access) => {
+                    auth.reload(access);
+                    eprintln!("{} reloaded {}", timestamp(), access_file.display());
+                }
+                Err(d) => eprintln!(
+                    "{} kept the users loaded before: {}",
+                    timestamp(),
+                    crate::failure::render(&d)
+                ),
+            }
+            if let Some(tls) = &tls
+                && let Err(e) = tls.reload()
+            {
+                eprintln!(
+                    "{} kept the TLS certificate loaded before: {e}",
+                    timestamp()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (auth, access_file, tls);
+    }
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

@@ -83,7 +83,7 @@ use bpg_router::RoutingRules;
 
 pub use api::{AIRFLOW_SYSTEM_ACCOUNT, EXTENSIONS, MAX_BATCH};
 pub use error::ApiError;
-pub use serve::{Tls, TlsFiles};
+pub use serve::{Tls, TlsFiles, serve};
 pub use service::{ClusterSettings, Settings, SparkImage};
 pub use store::{SqliteStore, SubmissionStore};
 

@@ -122,7 +122,7 @@ impl Tls {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
-pub(crate) async fn serve(
+pub async fn serve(
     router: Router,
     listener: TcpListener,
     tls: Option<Tls>,

@@ -2,9 +2,9 @@
 //! (and on manual triggers), runs them with [`Runner`] against one [`RunStore`], and shuts down
 //! gracefully.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bpg_core::{Connections, Diagnostic, Diagnostics, Error, Result};
 use chrono::{DateTime, Utc};
@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::Dag;
-use crate::events::RunState;
+use crate::events::{RunState, TaskState};
 use crate::executor::{CancelPolicy, Runner};
 use crate::logs::TaskLogs;
 use crate::report::RunReport;
-use crate::schedule::{DataInterval, Schedule, ScheduleBounds, is_scheduled_run_id};
-use crate::store::{InMemoryRunStore, RunKey, RunStore};
+use crate::schedule::{DagRunInfo, DataInterval, Schedule, ScheduleBounds, is_scheduled_run_id};
+use crate::store::{InMemoryRunStore, RunKey, RunRecord, RunStore, TaskStateChange};
 
 pub use crate::dag::DEFAULT_MAX_ACTIVE_RUNS;
 
@@ -156,6 +156,30 @@ impl ScheduledDag {
     pub fn parsed_schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
     }
+
+    /// The next scheduled run after the ones in `runs` (the DAG's stored runs), as the scheduler
+    /// would create it at `now`: what Airflow shows as `next_dagrun`. `None` without a schedule
+    /// or past the end date.
+    pub fn next_run(&self, runs: &[RunRecord], now: DateTime<Utc>) -> Option<DagRunInfo> {
+        let schedule = self.schedule.as_ref()?;
+        let last = runs
+            .iter()
+            .filter(|r| is_scheduled_run_id(&r.key.run_id))
+            .map(|r| r.logical_date)
+            .max()
+            .and_then(|date| schedule.interval_starting(date));
+        schedule.next_dagrun_info(last.as_ref(), &self.bounds, now)
+    }
+
+    /// The scheduled run's data interval for a run at `logical_date` (`None` without a schedule).
+    pub fn data_interval(&self, logical_date: DateTime<Utc>) -> Option<DataInterval> {
+        self.schedule.as_ref()?.interval_starting(logical_date)
+    }
+
+    /// At most this many runs at once.
+    pub fn active_runs_limit(&self) -> usize {
+        self.max_active_runs
+    }
 }
 
 /// A manual run to trigger through a [`SchedulerHandle`].
@@ -191,35 +215,165 @@ impl ManualRun {
     }
 }
 
-struct TriggerRequest {
-    dag_id: String,
-    run: ManualRun,
-    reply: oneshot::Sender<Result<String>>,
+/// A request to the running scheduler loop.
+enum Command {
+    Trigger {
+        dag_id: String,
+        run: ManualRun,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    Pause {
+        dag_id: String,
+        paused: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Cancel {
+        key: RunKey,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Clear {
+        key: RunKey,
+        task_ids: Vec<String>,
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
-/// Triggers manual runs on a running [`DagScheduler`]. Cheap to clone.
+/// A manual run waiting for its DAG's `max_active_runs` (or for the DAG to be unpaused). It is
+/// not in the store until it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedRun {
+    /// Run id.
+    pub run_id: String,
+    /// Logical date.
+    pub logical_date: DateTime<Utc>,
+    /// Params it was triggered with.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// What the scheduler loop shares with its handles: read by [`SchedulerHandle`]'s queries,
+/// written only by the loop (and under one lock, so a query sees one moment).
+#[derive(Debug, Default)]
+struct Shared {
+    paused: HashSet<String>,
+    queued: HashMap<String, VecDeque<QueuedRun>>,
+    /// Runs going, with how they were started (a run is here before its runner has stored it).
+    active: HashMap<RunKey, QueuedRun>,
+}
+
+/// Drives a running [`DagScheduler`]: triggers, pauses, cancels and clears runs, and tells what
+/// is queued and running. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SchedulerHandle {
-    tx: mpsc::UnboundedSender<TriggerRequest>,
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl SchedulerHandle {
-    /// Queues a manual run of `dag_id` and returns its run id. It starts as soon as the DAG's
-    /// `max_active_runs` allows. Errors for an unknown DAG, a run id already used, or a
-    /// scheduler that has stopped.
-    pub async fn trigger(&self, dag_id: &str, run: ManualRun) -> Result<String> {
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let stopped = || Error::Unavailable {
             message: "the DAG scheduler has stopped".into(),
         };
-        self.tx
-            .send(TriggerRequest {
-                dag_id: dag_id.to_owned(),
-                run,
-                reply,
-            })
-            .map_err(|_| stopped())?;
+        self.tx.send(command(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a manual run of `dag_id` and returns its run id. It starts as soon as the DAG's
+    /// `max_active_runs` allows (and the DAG is not paused). Errors for an unknown DAG, a run id
+    /// already used, or a scheduler that has stopped.
+    pub async fn trigger(&self, dag_id: &str, run: ManualRun) -> Result<String> {
+        let dag_id = dag_id.to_owned();
+        self.ask(|reply| Command::Trigger { dag_id, run, reply })
+            .await
+    }
+
+    /// Pauses or unpauses a DAG, as Airflow's `is_paused`: a paused DAG creates no scheduled runs
+    /// and starts no queued ones; runs already going go on.
+    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        let dag_id = dag_id.to_owned();
+        self.ask(|reply| Command::Pause {
+            dag_id,
+            paused,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a run (Airflow's "mark failed"): a running run stops its tasks and cancels their
+    /// Spark jobs, whatever the shutdown policy, and ends `failed`; a queued run never starts and
+    /// is recorded `failed`; a finished run is marked `failed`. Errors for an unknown run.
+    pub async fn cancel_run(&self, dag_id: &str, run_id: &str) -> Result<()> {
+        let key = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.ask(|reply| Command::Cancel { key, reply }).await
+    }
+
+    /// Clears tasks of a finished run (Airflow's `clearTaskInstances` for exactly `task_ids`;
+    /// callers add downstream tasks themselves, with [`crate::Graph::downstream`]): they go back
+    /// to `none` and the run runs again under its run id, each cleared task with a new try. Tasks
+    /// not cleared keep their state. Errors for an unknown run or task, and for a run that is
+    /// queued or running.
+    pub async fn clear(&self, dag_id: &str, run_id: &str, task_ids: Vec<String>) -> Result<()> {
+        let key = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.ask(|reply| Command::Clear {
+            key,
+            task_ids,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether the scheduler loop is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Whether `dag_id` is paused.
+    pub fn is_paused(&self, dag_id: &str) -> bool {
+        self.shared().paused.contains(dag_id)
+    }
+
+    /// The manual runs of `dag_id` waiting to start, oldest first.
+    pub fn queued_runs(&self, dag_id: &str) -> Vec<QueuedRun> {
+        self.shared()
+            .queued
+            .get(dag_id)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The runs of `dag_id` going now, with how they were started. A run is listed here from
+    /// the moment it leaves the queue, before its runner has written it to the store.
+    pub fn active_runs(&self, dag_id: &str) -> Vec<QueuedRun> {
+        self.shared()
+            .active
+            .iter()
+            .filter(|(k, _)| k.dag_id == dag_id)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Whether the run is going in this scheduler now.
+    pub fn is_active(&self, dag_id: &str, run_id: &str) -> bool {
+        let key = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.shared().active.contains_key(&key)
     }
 }
 
@@ -301,8 +455,9 @@ pub struct DagScheduler {
     on_shutdown: CancelPolicy,
     start_time: Option<DateTime<Utc>>,
     resume_unfinished: bool,
-    triggers_tx: mpsc::UnboundedSender<TriggerRequest>,
-    triggers: mpsc::UnboundedReceiver<TriggerRequest>,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Mutex<Shared>>,
     events: broadcast::Sender<SchedulerEvent>,
     task_logs: Option<TaskLogs>,
 }
@@ -334,11 +489,6 @@ struct DagSlot {
     /// The latest scheduled run's data interval.
     last: Option<DataInterval>,
     active: usize,
-    manual: VecDeque<(
-        String,
-        DateTime<Utc>,
-        serde_json::Map<String, serde_json::Value>,
-    )>,
 }
 
 /// A run task's outcome.
@@ -348,7 +498,7 @@ impl DagScheduler {
     /// A scheduler with no DAGs yet, an in-memory store, and the shutdown policy
     /// [`CancelPolicy::CancelJobs`].
     pub fn new(connections: impl Connections + 'static) -> Self {
-        let (triggers_tx, triggers) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
         DagScheduler {
             dags: Vec::new(),
             connections: Arc::new(connections),
@@ -356,8 +506,9 @@ impl DagScheduler {
             on_shutdown: CancelPolicy::CancelJobs,
             start_time: None,
             resume_unfinished: true,
-            triggers_tx,
-            triggers,
+            commands_tx,
+            commands,
+            shared: Arc::default(),
             events: broadcast::channel(1024).0,
             task_logs: None,
         }
@@ -410,10 +561,22 @@ impl DagScheduler {
         self
     }
 
-    /// A handle for manual triggers, usable while [`DagScheduler::run`] runs.
+    /// Starts with `dag_id` paused (see [`SchedulerHandle::set_paused`]).
+    pub fn paused(self, dag_id: impl Into<String>) -> Self {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .paused
+            .insert(dag_id.into());
+        self
+    }
+
+    /// A handle for manual triggers, pauses, cancels and clears, usable while
+    /// [`DagScheduler::run`] runs.
     pub fn handle(&self) -> SchedulerHandle {
         SchedulerHandle {
-            tx: self.triggers_tx.clone(),
+            tx: self.commands_tx.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -433,12 +596,13 @@ impl DagScheduler {
             on_shutdown,
             start_time,
             resume_unfinished,
-            triggers_tx,
-            mut triggers,
+            commands_tx,
+            mut commands,
+            shared,
             events,
             task_logs,
         } = self;
-        drop(triggers_tx);
+        drop(commands_tx);
         let clock = Clock {
             base_utc: start_time.unwrap_or_else(Utc::now),
             base_instant: Instant::now(),
@@ -457,6 +621,7 @@ impl DagScheduler {
             on_shutdown,
             events,
             task_logs,
+            shared,
             join: JoinSet::new(),
             tokens: HashMap::new(),
         };
@@ -476,7 +641,6 @@ impl DagScheduler {
                 dag,
                 last,
                 active: 0,
-                manual: VecDeque::new(),
             };
             if resume_unfinished {
                 for run in runs.into_iter().filter(|r| r.state == RunState::Running) {
@@ -498,11 +662,38 @@ impl DagScheduler {
             let now = clock.now();
             let mut wake: Option<DateTime<Utc>> = None;
             for (index, slot) in slots.iter_mut().enumerate() {
+                if ctx.lock().paused.contains(&slot.dag.dag.dag_id) {
+                    continue;
+                }
                 while slot.active < slot.dag.max_active_runs {
-                    let Some((run_id, date, params)) = slot.manual.pop_front() else {
+                    // Out of the queue and into `active` at one moment, so a query always
+                    // finds the run in one or the other (or, later, in the store).
+                    let next = {
+                        let mut shared = ctx.lock();
+                        let next = shared
+                            .queued
+                            .get_mut(&slot.dag.dag.dag_id)
+                            .and_then(|q| q.pop_front());
+                        if let Some(run) = &next {
+                            let key = RunKey {
+                                dag_id: slot.dag.dag.dag_id.clone(),
+                                run_id: run.run_id.clone(),
+                            };
+                            shared.active.insert(key, run.clone());
+                        }
+                        next
+                    };
+                    let Some(queued) = next else {
                         break;
                     };
-                    ctx.start(index, slot, run_id, date, params, None);
+                    ctx.start(
+                        index,
+                        slot,
+                        queued.run_id,
+                        queued.logical_date,
+                        queued.params,
+                        None,
+                    );
                 }
                 let Some(schedule) = slot.dag.schedule.clone() else {
                     continue;
@@ -541,61 +732,23 @@ impl DagScheduler {
                 Some(done) = ctx.join.join_next_with_id(), if !ctx.join.is_empty() => {
                     ctx.finished(&mut slots, done);
                 }
-                Some(request) = triggers.recv() => {
-                    let answer = queue_manual(&ctx, &mut slots, &by_id, request.dag_id, request.run, clock.now()).await;
-                    let _ = request.reply.send(answer);
+                Some(command) = commands.recv() => {
+                    ctx.command(&slots, &by_id, command, clock.now()).await;
                 }
                 _ = sleep => {}
             }
         }
 
         tracing::info!(policy = ?ctx.on_shutdown, runs = ctx.tokens.len(), "the DAG scheduler is stopping");
-        triggers.close();
-        for (_, _, token) in ctx.tokens.values() {
-            token.cancel();
+        commands.close();
+        for run in ctx.tokens.values() {
+            run.cancel.cancel();
         }
         while let Some(done) = ctx.join.join_next_with_id().await {
             ctx.finished(&mut slots, done);
         }
         Ok(())
     }
-}
-
-/// Checks and queues a manual run; answers its run id.
-async fn queue_manual(
-    ctx: &Context,
-    slots: &mut [DagSlot],
-    by_id: &HashMap<String, usize>,
-    dag_id: String,
-    run: ManualRun,
-    now: DateTime<Utc>,
-) -> Result<String> {
-    let Some(&index) = by_id.get(&dag_id) else {
-        return Err(Error::NotFound {
-            what: format!("DAG {dag_id:?} in the scheduler"),
-        });
-    };
-    let logical_date = run.logical_date.unwrap_or(now);
-    let run_id = run.run_id.unwrap_or_else(|| {
-        format!(
-            "manual__{}",
-            logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )
-    });
-    let key = RunKey {
-        dag_id: dag_id.clone(),
-        run_id: run_id.clone(),
-    };
-    let queued = slots[index].manual.iter().any(|(id, _, _)| *id == run_id);
-    if queued || ctx.store.load_run(&key).await?.is_some() {
-        return Err(Error::Conflict {
-            message: format!("DAG {dag_id:?} already has a run {run_id:?}"),
-        });
-    }
-    slots[index]
-        .manual
-        .push_back((run_id.clone(), logical_date, run.params));
-    Ok(run_id)
 }
 
 /// What starting and finishing runs needs.
@@ -605,12 +758,216 @@ struct Context {
     on_shutdown: CancelPolicy,
     events: broadcast::Sender<SchedulerEvent>,
     task_logs: Option<TaskLogs>,
+    shared: Arc<Mutex<Shared>>,
     join: JoinSet<RunOutcome>,
-    /// The runs in flight by task: DAG index, run id, cancellation token.
-    tokens: HashMap<tokio::task::Id, (usize, String, CancellationToken)>,
+    /// The runs in flight by task.
+    tokens: HashMap<tokio::task::Id, ActiveRun>,
+}
+
+/// A run in flight.
+struct ActiveRun {
+    dag_index: usize,
+    run_id: String,
+    /// Stops it as the shutdown policy says.
+    cancel: CancellationToken,
+    /// Stops it and cancels its jobs (a user's cancel).
+    abort: CancellationToken,
 }
 
 impl Context {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers a handle's command.
+    async fn command(
+        &mut self,
+        slots: &[DagSlot],
+        by_id: &HashMap<String, usize>,
+        command: Command,
+        now: DateTime<Utc>,
+    ) {
+        let known = |dag_id: &str| {
+            by_id.get(dag_id).copied().ok_or_else(|| Error::NotFound {
+                what: format!("DAG {dag_id:?} in the scheduler"),
+            })
+        };
+        match command {
+            Command::Trigger { dag_id, run, reply } => {
+                let answer = match known(&dag_id) {
+                    Ok(_) => self.queue_manual(dag_id, run, now).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Pause {
+                dag_id,
+                paused,
+                reply,
+            } => {
+                let answer = known(&dag_id).map(|_| {
+                    let mut shared = self.lock();
+                    if paused {
+                        shared.paused.insert(dag_id);
+                    } else {
+                        shared.paused.remove(&dag_id);
+                    }
+                });
+                let _ = reply.send(answer);
+            }
+            Command::Cancel { key, reply } => {
+                let answer = match known(&key.dag_id) {
+                    Ok(index) => self.cancel(index, key).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Clear {
+                key,
+                task_ids,
+                reply,
+            } => {
+                let answer = match known(&key.dag_id) {
+                    Ok(index) => self.clear(&slots[index], key, task_ids, now).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// Checks and queues a manual run; answers its run id.
+    async fn queue_manual(
+        &self,
+        dag_id: String,
+        run: ManualRun,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let logical_date = run.logical_date.unwrap_or(now);
+        let run_id = run.run_id.unwrap_or_else(|| {
+            format!(
+                "manual__{}",
+                logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        });
+        let key = RunKey {
+            dag_id: dag_id.clone(),
+            run_id: run_id.clone(),
+        };
+        let queued = self
+            .lock()
+            .queued
+            .get(&dag_id)
+            .is_some_and(|q| q.iter().any(|r| r.run_id == run_id));
+        if queued || self.store.load_run(&key).await?.is_some() {
+            return Err(Error::Conflict {
+                message: format!("DAG {dag_id:?} already has a run {run_id:?}"),
+            });
+        }
+        self.lock()
+            .queued
+            .entry(dag_id)
+            .or_default()
+            .push_back(QueuedRun {
+                run_id: run_id.clone(),
+                logical_date,
+                params: run.params,
+                queued_at: now,
+            });
+        Ok(run_id)
+    }
+
+    async fn cancel(&mut self, dag_index: usize, key: RunKey) -> Result<()> {
+        if let Some(active) = self
+            .tokens
+            .values()
+            .find(|r| r.dag_index == dag_index && r.run_id == key.run_id)
+        {
+            active.abort.cancel();
+            return Ok(());
+        }
+        let queued = {
+            let mut shared = self.lock();
+            let q = shared.queued.entry(key.dag_id.clone()).or_default();
+            let at = q.iter().position(|r| r.run_id == key.run_id);
+            at.and_then(|i| q.remove(i))
+        };
+        if let Some(queued) = queued {
+            // Recorded, so the cancelled run is listed as Airflow lists it: failed.
+            self.store
+                .begin_run(&RunRecord {
+                    key: key.clone(),
+                    logical_date: queued.logical_date,
+                    params: queued.params,
+                    state: RunState::Running,
+                })
+                .await?;
+            return self.store.finish_run(&key, RunState::Failed).await;
+        }
+        match self.store.load_run(&key).await? {
+            Some(_) => self.store.finish_run(&key, RunState::Failed).await,
+            None => Err(Error::NotFound {
+                what: format!("run {:?} of DAG {:?}", key.run_id, key.dag_id),
+            }),
+        }
+    }
+
+    async fn clear(
+        &mut self,
+        slot: &DagSlot,
+        key: RunKey,
+        task_ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let busy = {
+            let shared = self.lock();
+            shared.active.contains_key(&key)
+                || shared
+                    .queued
+                    .get(&key.dag_id)
+                    .is_some_and(|q| q.iter().any(|r| r.run_id == key.run_id))
+        };
+        if busy {
+            return Err(Error::Conflict {
+                message: format!(
+                    "run {:?} of DAG {:?} is queued or running: cancel it or wait until it ends, then clear",
+                    key.run_id, key.dag_id
+                ),
+            });
+        }
+        let Some(stored) = self.store.load_run(&key).await? else {
+            return Err(Error::NotFound {
+                what: format!("run {:?} of DAG {:?}", key.run_id, key.dag_id),
+            });
+        };
+        if let Some(unknown) = task_ids.iter().find(|t| slot.dag.dag.task(t).is_none()) {
+            return Err(Error::NotFound {
+                what: format!("task {unknown:?} in DAG {:?}", key.dag_id),
+            });
+        }
+        let changes: Vec<TaskStateChange<'_>> = task_ids
+            .iter()
+            .map(|t| TaskStateChange {
+                task_id: t,
+                state: TaskState::None,
+                try_number: stored.tasks.get(t).map_or(0, |r| r.try_number),
+            })
+            .collect();
+        self.store.set_task_states(&key, &changes).await?;
+        // Run again under its id: the runner resumes it, keeping the tasks not cleared.
+        self.lock()
+            .queued
+            .entry(key.dag_id.clone())
+            .or_default()
+            .push_front(QueuedRun {
+                run_id: key.run_id,
+                logical_date: stored.run.logical_date,
+                params: stored.run.params,
+                queued_at: now,
+            });
+        Ok(())
+    }
+
     fn start(
         &mut self,
         index: usize,
@@ -629,11 +986,25 @@ impl Context {
         if let Some(logs) = &self.task_logs {
             runner = runner.task_logs(logs.clone());
         }
+        let started_with = params.clone();
         for (k, v) in params {
             runner = runner.param(k, v);
         }
-        let token = runner.cancellation_token();
+        let cancel = runner.cancellation_token();
+        let abort = runner.abort_token();
         slot.active += 1;
+        self.lock().active.insert(
+            RunKey {
+                dag_id: dag.dag_id.clone(),
+                run_id: run_id.clone(),
+            },
+            QueuedRun {
+                run_id: run_id.clone(),
+                logical_date,
+                params: started_with,
+                queued_at: Utc::now(),
+            },
+        );
         let _ = self.events.send(SchedulerEvent::RunStarted {
             dag_id: dag.dag_id.clone(),
             run_id: run_id.clone(),
@@ -641,7 +1012,15 @@ impl Context {
             data_interval,
         });
         let task = self.join.spawn(runner.run());
-        self.tokens.insert(task.id(), (index, run_id, token));
+        self.tokens.insert(
+            task.id(),
+            ActiveRun {
+                dag_index: index,
+                run_id,
+                cancel,
+                abort,
+            },
+        );
     }
 
     fn finished(
@@ -658,11 +1037,20 @@ impl Context {
                 }),
             ),
         };
-        let Some((index, run_id, _)) = self.tokens.remove(&id) else {
+        let Some(ActiveRun {
+            dag_index: index,
+            run_id,
+            ..
+        }) = self.tokens.remove(&id)
+        else {
             return;
         };
         let slot = &mut slots[index];
         slot.active = slot.active.saturating_sub(1);
+        self.lock().active.remove(&RunKey {
+            dag_id: slot.dag.dag.dag_id.clone(),
+            run_id: run_id.clone(),
+        });
         let event = match result {
             Ok(report) => SchedulerEvent::RunFinished(Box::new(report)),
             Err(e) => {

@@ -84,7 +84,8 @@ mod validate;
 mod yaml;
 
 pub use dag_scheduler::{
-    DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, ScheduledDag, SchedulerEvent, SchedulerHandle,
+    DEFAULT_MAX_ACTIVE_RUNS, DagScheduler, ManualRun, QueuedRun, ScheduledDag, SchedulerEvent,
+    SchedulerHandle,
 };
 pub use executor::{
     AttemptEnd, AttemptObserver, AttemptOutcome, CancelPolicy, Runner, SparkAttempt, Submitted,

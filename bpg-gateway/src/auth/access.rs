@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -62,6 +63,12 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
             .verify_password(password.as_bytes(), &h)
             .is_ok()
     })
+}
+
+/// The hash an unknown user's password is checked against, so that checking takes as long.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()))
 }
 
 /// A new bearer token and the hash to put in the access file.
@@ -333,6 +340,38 @@ impl Access {
     /// Who may submit to `queue`: `None` when every user may (the queue is not listed).
     pub(crate) fn queue(&self, queue: &str) -> Option<&QueueAccess> {
         self.queues.get(queue)
+    }
+
+    /// Whether `password` is `name`'s. Slow on purpose (argon2): call it on a blocking thread.
+    /// An unknown user is checked against a dummy hash, so the time taken does not tell whether
+    /// the user exists.
+    ///
+    /// ```
+    /// use bpg_gateway::auth::{Access, hash_password};
+    /// let file = format!("users:\n  alice: {{password: \"{}\"}}\n", hash_password("s3cret"));
+    /// let access = Access::from_yaml(&file, None).unwrap();
+    /// assert!(access.check_password("alice", "s3cret"));
+    /// assert!(!access.check_password("alice", "guess"));
+    /// assert!(!access.check_password("mallory", "s3cret"));
+    /// ```
+    pub fn check_password(&self, name: &str, password: &str) -> bool {
+        match self.user(name).and_then(|u| u.password.as_deref()) {
+            Some(hash) => verify_password(hash, password),
+            None => {
+                verify_password(dummy_hash(), password);
+                false
+            }
+        }
+    }
+
+    /// The user holding the bearer token `token`, looked up by its SHA-256.
+    pub fn user_of_token(&self, token: &str) -> Option<&str> {
+        self.token_user(token)
+    }
+
+    /// Whether the file makes `name` an admin.
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.user(name).is_some_and(|u| u.admin)
     }
 
     /// User names, for messages and tests.

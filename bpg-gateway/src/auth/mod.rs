@@ -36,7 +36,7 @@ pub(crate) mod limiter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
@@ -162,12 +162,6 @@ impl std::fmt::Debug for Authenticator {
             .field("access", &self.access())
             .finish_non_exhaustive()
     }
-}
-
-/// The hash an unknown user's password is checked against, so that checking takes as long.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()))
 }
 
 fn basic_credentials(value: &str) -> Option<(String, String)> {
@@ -334,7 +328,7 @@ impl Authenticator {
         }
         let hash = access.user(name).and_then(|u| u.password.clone());
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+        let hash = hash.unwrap_or_else(|| access::dummy_hash().to_owned());
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await

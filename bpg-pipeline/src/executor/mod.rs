@@ -134,6 +134,7 @@ pub struct Runner {
     store: Option<Arc<dyn RunStore>>,
     events: EventSink,
     cancel: CancellationToken,
+    abort: CancellationToken,
     run_id: Option<String>,
     logical_date: Option<DateTime<Utc>>,
     params: serde_json::Map<String, serde_json::Value>,
@@ -151,6 +152,7 @@ impl Runner {
             store: None,
             events: EventSink::new(4096),
             cancel: CancellationToken::new(),
+            abort: CancellationToken::new(),
             run_id: None,
             logical_date: None,
             params: serde_json::Map::new(),
@@ -238,6 +240,12 @@ impl Runner {
     /// [`CancelPolicy`] says. [`Runner::run`] then returns the report of the interrupted run.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// A token that cancels the run *and its jobs*, whatever the [`CancelPolicy`]: a user's
+    /// "cancel this run", as opposed to a service shutting down.
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
     }
 
     /// Runs the DAG to the end (or until cancelled) and reports what happened.
@@ -397,6 +405,7 @@ impl Runner {
         };
         let scheduler = Scheduler::new(graph, logical_date.to_rfc3339());
         let mut executor = Executor::new(env, scheduler, self.cancel, self.on_cancel);
+        executor.abort = self.abort;
         executor.resume = resume;
         executor.past_gate = past_gate;
         executor.drive().await

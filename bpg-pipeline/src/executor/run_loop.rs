@@ -26,6 +26,8 @@ pub(super) struct Executor {
     env: Arc<RunEnv>,
     scheduler: Scheduler,
     cancel: CancellationToken,
+    /// Cancels the run and its jobs whatever `on_cancel` says ([`super::Runner::abort_token`]).
+    pub(super) abort: CancellationToken,
     on_cancel: CancelPolicy,
     join: JoinSet<Done>,
     notices_tx: mpsc::UnboundedSender<Notice>,
@@ -56,6 +58,7 @@ impl Executor {
             env,
             scheduler,
             cancel,
+            abort: CancellationToken::new(),
             on_cancel,
             join: JoinSet::new(),
             notices_tx,
@@ -82,6 +85,11 @@ impl Executor {
             }
             tokio::select! {
                 biased;
+                _ = self.abort.cancelled() => {
+                    cancelled = true;
+                    self.on_cancel = CancelPolicy::CancelJobs;
+                    break;
+                }
                 _ = self.cancel.cancelled() => {
                     cancelled = true;
                     break;
@@ -125,7 +133,7 @@ impl Executor {
     }
 
     fn launch_ready(&mut self) {
-        if self.cancel.is_cancelled() {
+        if self.cancel.is_cancelled() || self.abort.is_cancelled() {
             return;
         }
         while let Some(i) = self.scheduler.pop_ready() {
