@@ -101,6 +101,7 @@ fn main() {
         let scheduler = DagScheduler::new(HashMap::<String, Arc<dyn Backend>>::new())
             .store(store.clone())
             .dag(scheduled.clone());
+        let store_for_cold = store.clone();
         let app = SchedulerWeb::new([scheduled], store, scheduler.handle()).router();
         let bytes = rt.block_on(async {
             let r = app
@@ -119,24 +120,38 @@ fn main() {
                 .len()
         });
         eprintln!("{name}: {bytes} bytes of JSON");
-        g.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| {
-                let app = app.clone();
-                async move {
-                    let r = app
-                        .oneshot(
-                            Request::get("/ui/api/grid/big?runs=25")
-                                .body(Body::empty())
-                                .unwrap(),
-                        )
-                        .await
-                        .unwrap();
-                    axum::body::to_bytes(r.into_body(), usize::MAX)
-                        .await
-                        .unwrap()
-                        .len()
-                }
-            })
+        let get = |app: axum::Router| async move {
+            let r = app
+                .oneshot(
+                    Request::get("/ui/api/grid/big?runs=25")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .len()
+        };
+        // Cold: a fresh server, every run read from the store.
+        g.bench_function(format!("{name}_cold"), |b| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    SchedulerWeb::new(
+                        [ScheduledDag::new(dag.clone()).expect("dag")],
+                        store_for_cold.clone(),
+                        scheduler.handle(),
+                    )
+                    .router()
+                },
+                get,
+                criterion::BatchSize::PerIteration,
+            )
+        });
+        // Warm: what the UI's polling costs once finished runs' columns are cached.
+        g.bench_function(format!("{name}_warm"), |b| {
+            b.to_async(&rt).iter(|| get(app.clone()))
         });
         drop(scheduler);
     }

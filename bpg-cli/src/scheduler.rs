@@ -45,11 +45,11 @@ pub struct SchedulerArgs {
 fn load_pipelines(paths: &[PathBuf]) -> Result<Vec<ScheduledDag>, Failure> {
     let mut dags = Vec::new();
     for path in paths {
-        if path.is_dir() {
-            dags.extend(ScheduledDag::load_dir(path).map_err(|d| Failure::invalid(&d))?);
-        } else {
+        if path.is_file() {
             let dag = bpg_pipeline::load_dag_file(path).map_err(|d| Failure::invalid(&d))?;
             dags.push(ScheduledDag::new(dag).map_err(|d| Failure::invalid(&d))?);
+        } else {
+            dags.extend(ScheduledDag::load_dir(path).map_err(|d| Failure::invalid(&d))?);
         }
     }
     if dags.is_empty() {

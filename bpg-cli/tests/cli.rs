@@ -754,3 +754,63 @@ fn run_on_a_terminal_shows_a_live_line_per_task() {
     );
     assert!(screen.contains("run healthtech_daily manual__"), "{screen}");
 }
+
+#[test]
+fn scheduler_refuses_to_serve_off_loopback_without_users_or_tls() {
+    let open = bpg(&[
+        "scheduler",
+        "examples/pipelines",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(open.code, 2, "{}", open.transcript());
+    assert!(
+        open.stderr.contains("refusing to listen on 0.0.0.0:0"),
+        "{}",
+        open.stderr
+    );
+    assert!(open.stderr.contains("--access"), "{}", open.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.yaml");
+    let hash = bpg_gateway_hash("pw");
+    std::fs::write(
+        &access,
+        format!("users:\n  ops: {{password: \"{hash}\"}}\n"),
+    )
+    .unwrap();
+    let plain = bpg(&[
+        "scheduler",
+        "examples/pipelines",
+        "--connections",
+        "examples/connections/sim.yaml",
+        "--listen",
+        "0.0.0.0:0",
+        "--access",
+        access.to_str().unwrap(),
+    ]);
+    assert_eq!(plain.code, 2, "{}", plain.transcript());
+    assert!(
+        plain.stderr.contains("refusing to serve plain HTTP"),
+        "{}",
+        plain.stderr
+    );
+}
+
+/// An argon2id hash, as `bpg gateway hash-password` prints it.
+fn bpg_gateway_hash(password: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpg"))
+        .args(["gateway", "hash-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(password.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

@@ -260,6 +260,8 @@ struct Shared {
     queued: HashMap<String, VecDeque<QueuedRun>>,
     /// Runs going, with how they were started (a run is here before its runner has stored it).
     active: HashMap<RunKey, QueuedRun>,
+    /// How many times each run was started by this scheduler (a cleared run starts again).
+    starts: HashMap<RunKey, u32>,
 }
 
 /// Drives a running [`DagScheduler`]: triggers, pauses, cancels and clears runs, and tells what
@@ -365,6 +367,16 @@ impl SchedulerHandle {
             .filter(|(k, _)| k.dag_id == dag_id)
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// How many times this scheduler has started the run (0: never, as for runs of an earlier
+    /// process). A cache of a finished run's tasks is good while this does not change.
+    pub fn starts(&self, dag_id: &str, run_id: &str) -> u32 {
+        let key = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.shared().starts.get(&key).copied().unwrap_or(0)
     }
 
     /// Whether the run is going in this scheduler now.
@@ -993,7 +1005,15 @@ impl Context {
         let cancel = runner.cancellation_token();
         let abort = runner.abort_token();
         slot.active += 1;
-        self.lock().active.insert(
+        let mut shared = self.lock();
+        *shared
+            .starts
+            .entry(RunKey {
+                dag_id: dag.dag_id.clone(),
+                run_id: run_id.clone(),
+            })
+            .or_default() += 1;
+        shared.active.insert(
             RunKey {
                 dag_id: dag.dag_id.clone(),
                 run_id: run_id.clone(),
@@ -1005,6 +1025,7 @@ impl Context {
                 queued_at: Utc::now(),
             },
         );
+        drop(shared);
         let _ = self.events.send(SchedulerEvent::RunStarted {
             dag_id: dag.dag_id.clone(),
             run_id: run_id.clone(),

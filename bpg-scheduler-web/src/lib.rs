@@ -32,7 +32,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dag = ScheduledDag::new(Dag::builder("hello").task(Task::empty("say_hi")).build()?)?;
+//! let dag = Dag::builder("hello").task(Task::empty("say_hi")).build().map_err(|d| d.to_string())?;
+//! let dag = ScheduledDag::new(dag).map_err(|d| d.to_string())?;
 //! let store = Arc::new(InMemoryRunStore::new());
 //! let scheduler = DagScheduler::new(HashMap::<String, Arc<dyn Backend>>::new())
 //!     .store(store.clone())
@@ -106,6 +107,8 @@ pub(crate) struct Inner {
     pub(crate) handle: SchedulerHandle,
     pub(crate) logs: Option<TaskLogs>,
     pub(crate) auth: Auth,
+    /// Finished runs' grid columns.
+    pub(crate) grid_cache: ui::GridCache,
     /// Cancelled when the server shuts down: live log streams end.
     pub(crate) closing: tokio_util::sync::CancellationToken,
 }
@@ -157,6 +160,7 @@ impl SchedulerWeb {
                 handle,
                 logs: None,
                 auth: Auth::open(),
+                grid_cache: ui::GridCache::default(),
                 closing: tokio_util::sync::CancellationToken::new(),
             },
             header_read_timeout: Duration::from_secs(10),

@@ -8,8 +8,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use bpg_pipeline::TaskState;
-use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bpg_pipeline::scheduler::Graph;
+use bpg_pipeline::{RunKey, StoredRun, TaskState};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::ApiState;
@@ -85,6 +89,70 @@ pub(crate) fn state_code(state: TaskState) -> char {
     }
 }
 
+/// A run's column of the grid: its tasks' state letters, when its first task started and its
+/// last ended.
+#[derive(Debug)]
+pub(crate) struct GridColumn {
+    states: String,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+}
+
+/// Finished runs' columns, good while the scheduler has not started the run again (a clear):
+/// the grid is polled every second or so while runs go, and reading 10,000 task instances of
+/// each of 25 runs from SQLite each time would cost a quarter of a second.
+#[derive(Debug, Default)]
+pub(crate) struct GridCache(Mutex<HashMap<RunKey, (u32, Arc<GridColumn>)>>);
+
+/// At most this many columns are kept (then the cache starts afresh).
+const GRID_CACHE_MAX: usize = 4096;
+
+fn run_key(dag_id: &str, run_id: &str) -> RunKey {
+    RunKey {
+        dag_id: dag_id.to_owned(),
+        run_id: run_id.to_owned(),
+    }
+}
+
+fn cached(state: &ApiState, dag_id: &str, run_id: &str) -> Option<Arc<GridColumn>> {
+    let starts = state.handle.starts(dag_id, run_id);
+    let cache = state.grid_cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get(&run_key(dag_id, run_id))
+        .filter(|(s, _)| *s == starts)
+        .map(|(_, c)| c.clone())
+}
+
+fn remember(state: &ApiState, dag_id: &str, run_id: &str, starts: u32, column: Arc<GridColumn>) {
+    let mut cache = state.grid_cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= GRID_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(run_key(dag_id, run_id), (starts, column));
+}
+
+fn column_of(graph: &Graph, stored: Option<&StoredRun>) -> GridColumn {
+    let mut states = vec![b'n'; graph.len()];
+    let (mut start, mut end) = (None, None);
+    if let Some(run) = stored {
+        for (task_id, t) in &run.tasks {
+            if let Some(i) = graph.index_of(task_id) {
+                states[i] = state_code(t.state) as u8;
+            }
+            start = match (start, t.start_date) {
+                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                (a, b) => a.or(b),
+            };
+            end = end.max(t.end_date);
+        }
+    }
+    GridColumn {
+        states: String::from_utf8(states).unwrap_or_default(),
+        start,
+        end,
+    }
+}
+
 /// `GET /ui/api/dags`: every DAG with its schedule, pause, last run, next run and params.
 async fn dags(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let now = Utc::now();
@@ -142,34 +210,34 @@ async fn grid(
     all.truncate(wanted);
     let mut runs = Vec::with_capacity(all.len());
     for r in &all {
-        let stored = if r.stored {
-            crate::runs::load(&state, &dag_id, &r.run_id).await?
-        } else {
-            None
-        };
-        let mut states = vec![b'n'; graph.len()];
-        let (mut start, mut end) = (None, None);
-        if let Some(run) = &stored {
-            for (task_id, t) in &run.tasks {
-                if let Some(i) = graph.index_of(task_id) {
-                    states[i] = state_code(t.state) as u8;
-                }
-                start = match (start, t.start_date) {
-                    (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
-                    (a, b) => a.or(b),
-                };
-                end = end.max(t.end_date);
-            }
-        }
         let finished = !matches!(r.state, "running" | "queued");
+        let column = match finished
+            .then(|| cached(&state, &dag_id, &r.run_id))
+            .flatten()
+        {
+            Some(column) => column,
+            None => {
+                let starts = state.handle.starts(&dag_id, &r.run_id);
+                let stored = if r.stored {
+                    crate::runs::load(&state, &dag_id, &r.run_id).await?
+                } else {
+                    None
+                };
+                let column = Arc::new(column_of(graph, stored.as_ref()));
+                if finished {
+                    remember(&state, &dag_id, &r.run_id, starts, column.clone());
+                }
+                column
+            }
+        };
         runs.push(json!({
             "dag_run_id": r.run_id,
             "state": r.state,
             "run_type": if bpg_pipeline::schedule::is_scheduled_run_id(&r.run_id) { "scheduled" } else { "manual" },
             "logical_date": model::ts(r.logical_date),
-            "start_date": start.map(model::ts),
-            "end_date": if finished { end.map(model::ts) } else { None },
-            "states": String::from_utf8(states).unwrap_or_default(),
+            "start_date": column.start.map(model::ts),
+            "end_date": if finished { column.end.map(model::ts) } else { None },
+            "states": column.states,
         }));
     }
     Ok(Json(
