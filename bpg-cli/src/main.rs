@@ -210,6 +210,10 @@ enum Command {
         /// Serve plain HTTP on a non-loopback address (behind a proxy that terminates TLS).
         #[arg(long)]
         allow_http: bool,
+        /// Remove task logs older than this (e.g. 30d), checked at start and hourly. Default:
+        /// kept until removed by hand.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        log_retention: Option<std::time::Duration>,
     },
     /// Serve the Batch Processing Gateway: BPG's REST API routing jobs to clusters, until Ctrl-C
     /// or SIGTERM. Without --config: two simulated clusters (analytics, and datascience for PHI),
@@ -375,8 +379,10 @@ async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             tls_cert,
             tls_key,
             allow_http,
+            log_retention,
         } => {
             scheduler::scheduler(scheduler::SchedulerArgs {
+                log_retention,
                 pipelines,
                 connections,
                 state,

@@ -37,6 +37,8 @@ pub struct SchedulerArgs {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP off loopback.
     pub allow_http: bool,
+    /// Task logs older than this are removed.
+    pub log_retention: Option<std::time::Duration>,
     /// No per-run lines.
     pub quiet: bool,
 }
@@ -111,6 +113,9 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
     };
     if let Some(logs) = &logs {
         scheduler = scheduler.task_logs(logs.clone());
+        if let Some(age) = args.log_retention {
+            tokio::spawn(apply_retention(logs.clone(), age));
+        }
     }
     let stop = CancellationToken::new();
     let mut server = None;
@@ -213,6 +218,25 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
         eprintln!("{} scheduler stopped", timestamp());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes task logs older than `age` now and every hour.
+async fn apply_retention(logs: TaskLogs, age: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let sweep = logs.clone();
+        match tokio::task::spawn_blocking(move || sweep.remove_older_than(age)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => eprintln!(
+                "{} removed the task logs of {n} runs older than {}",
+                timestamp(),
+                humantime::format_duration(age)
+            ),
+            Ok(Err(e)) => eprintln!("{} could not apply the log retention: {e}", timestamp()),
+            Err(_) => {}
+        }
+    }
 }
 
 /// How the API and UI are served.

@@ -96,6 +96,10 @@ try {
   });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // Console errors include Content-Security-Policy violations (an inline style or script).
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().includes("401")) errors.push(m.text());
+  });
   page.on("dialog", (d) => d.accept());
 
   // The DAG list.
@@ -115,11 +119,10 @@ try {
   ok("triggering opens the grid");
 
   // Every task of the new run turns success in the grid (the grid refreshes itself).
-  const runId = await page
-    .locator('[data-testid="run-header"]')
-    .first()
-    .getAttribute("data-run-id");
-  if (!runId) fail("the grid shows the new run");
+  // The new run is the one the trigger navigated to.
+  await page.waitForFunction(() => new URLSearchParams(location.hash.split("?")[1] || "").get("run"));
+  const runId = await page.evaluate(() => new URLSearchParams(location.hash.split("?")[1] || "").get("run"));
+  await page.locator(`[data-testid="run-header"][data-run-id="${runId}"]`).waitFor({ timeout: 15000 });
   await page.waitForFunction(
     (id) => {
       const cells = [...document.querySelectorAll('[data-testid="grid-cell"]')].filter(
