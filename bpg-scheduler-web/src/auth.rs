@@ -17,19 +17,23 @@
 //!   signed-in browser trigger or clear runs.
 //!
 //! Anything else is a 401 `{"detail": ...}` with `WWW-Authenticate: Bearer`, whichever part was
-//! wrong.
+//! wrong. Failed passwords (at `/auth/token` or by Basic) are counted per user name
+//! ([`FAILED_SIGN_INS_PER_MINUTE`]) and per address (five times that); past the limit the caller
+//! gets a 429 with `Retry-After` until the minute is over, before any password is checked.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bpg_gateway::auth::Access;
+use bpg_gateway::auth::limiter::FailureWindow;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::Deserialize;
@@ -38,6 +42,9 @@ use sha2::Sha256;
 
 use crate::ApiState;
 use crate::error::ApiError;
+
+/// Failed sign-ins a minute per user name before the caller must wait (per address: 5×).
+pub const FAILED_SIGN_INS_PER_MINUTE: u32 = 10;
 
 /// The cookie `/auth/token` sets (Airflow's UI uses the same name).
 pub const TOKEN_COOKIE: &str = "_token";
@@ -48,6 +55,8 @@ pub struct Auth {
     access: Option<Arc<RwLock<Arc<Access>>>>,
     key: Arc<[u8]>,
     token_lifetime: Duration,
+    failed_users: Arc<FailureWindow>,
+    failed_addresses: Arc<FailureWindow>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -73,6 +82,14 @@ impl Auth {
             access: None,
             key: random_key(),
             token_lifetime: Duration::from_secs(24 * 3600),
+            failed_users: Arc::new(FailureWindow::new(
+                FAILED_SIGN_INS_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+            failed_addresses: Arc::new(FailureWindow::new(
+                FAILED_SIGN_INS_PER_MINUTE * 5,
+                Duration::from_secs(60),
+            )),
         }
     }
 
@@ -161,41 +178,86 @@ impl Auth {
         Some(claims.get("sub")?.as_str()?.to_owned())
     }
 
-    /// Who is calling, or `None` when no credentials presented are good.
-    async fn caller(&self, method: &Method, headers: &HeaderMap) -> Option<String> {
+    /// Checks a password on a blocking thread, within the failed sign-in limits: `Err` with the
+    /// wait when the user or the address is over them.
+    async fn check_password(
+        &self,
+        access: Arc<Access>,
+        user: String,
+        password: String,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<String>, Duration> {
+        let address = peer.map(|ip| ip.to_string());
+        let waits = [
+            self.failed_users.blocked(&user),
+            address
+                .as_deref()
+                .and_then(|a| self.failed_addresses.blocked(a)),
+        ];
+        if let Some(wait) = waits.into_iter().flatten().max() {
+            return Err(wait);
+        }
+        let name = user.clone();
+        let ok = tokio::task::spawn_blocking(move || access.check_password(&name, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            return Ok(Some(user));
+        }
+        self.failed_users.fail(&user);
+        if let Some(a) = &address {
+            self.failed_addresses.fail(a);
+        }
+        Ok(None)
+    }
+
+    /// Who is calling: `Ok(None)` when no credentials presented are good, `Err` with the wait
+    /// when the caller is over the failed sign-in limits.
+    async fn caller(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<String>, Duration> {
         let Some(access) = self.access() else {
-            return Some("admin".to_owned());
+            return Ok(Some("admin".to_owned()));
         };
         if let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         {
-            let (scheme, credentials) = value.split_once(' ')?;
+            let Some((scheme, credentials)) = value.split_once(' ') else {
+                return Ok(None);
+            };
             let credentials = credentials.trim();
             if scheme.eq_ignore_ascii_case("bearer") {
-                return self
+                return Ok(self
                     .verify(credentials)
-                    .or_else(|| access.user_of_token(credentials).map(str::to_owned));
+                    .or_else(|| access.user_of_token(credentials).map(str::to_owned)));
             }
             if scheme.eq_ignore_ascii_case("basic") {
-                let decoded = String::from_utf8(STANDARD.decode(credentials).ok()?).ok()?;
-                let (user, password) = decoded.split_once(':')?;
-                let (user, password) = (user.to_owned(), password.to_owned());
-                let ok = tokio::task::spawn_blocking(move || {
-                    access.check_password(&user, &password).then_some(user)
-                })
-                .await
-                .ok()?;
-                return ok;
+                let decoded = STANDARD
+                    .decode(credentials)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':'))
+                else {
+                    return Ok(None);
+                };
+                return self
+                    .check_password(access, user.to_owned(), password.to_owned(), peer)
+                    .await;
             }
-            return None;
+            return Ok(None);
         }
-        let cookie = cookie(headers, TOKEN_COOKIE)?;
+        let Some(cookie) = cookie(headers, TOKEN_COOKIE) else {
+            return Ok(None);
+        };
         let safe = matches!(*method, Method::GET | Method::HEAD);
         if !safe && !headers.contains_key("x-requested-with") {
-            return None;
+            return Ok(None);
         }
-        self.verify(cookie)
+        Ok(self.verify(cookie))
     }
 }
 
@@ -251,13 +313,41 @@ pub(crate) async fn require_caller(
     if is_public(request.uri().path()) {
         return next.run(request).await;
     }
-    match state.auth.caller(request.method(), request.headers()).await {
-        Some(user) => {
+    let peer = peer_of(&request);
+    match state
+        .auth
+        .caller(request.method(), request.headers(), peer)
+        .await
+    {
+        Ok(Some(user)) => {
             request.extensions_mut().insert(Caller(user));
             next.run(request).await
         }
-        None => ApiError::unauthorized("Not authenticated: sign in with POST /auth/token, then send Authorization: Bearer <access_token>").into_response(),
+        Ok(None) => ApiError::unauthorized("Not authenticated: sign in with POST /auth/token, then send Authorization: Bearer <access_token>").into_response(),
+        Err(wait) => too_many(wait),
     }
+}
+
+/// The caller's address, when served by [`crate::SchedulerWeb::serve`].
+fn peer_of<B>(request: &Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// 429 with `Retry-After`, for a caller over the failed sign-in limits.
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many failed sign-ins: try again in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// `POST /auth/token`'s body (JSON, or a form as Airflow's login page posts).
@@ -270,6 +360,7 @@ pub(crate) struct Credentials {
 
 /// `POST /auth/token`: 201 `{"access_token": ...}` and the `_token` cookie.
 pub(crate) async fn token(State(state): State<ApiState>, request: Request<Body>) -> Response {
+    let peer = peer_of(&request);
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -300,14 +391,14 @@ pub(crate) async fn token(State(state): State<ApiState>, request: Request<Body>)
         None => Some(credentials.username),
         Some(access) => {
             let Credentials { username, password } = credentials;
-            tokio::task::spawn_blocking(move || {
-                access
-                    .check_password(&username, &password)
-                    .then_some(username)
-            })
-            .await
-            .ok()
-            .flatten()
+            match state
+                .auth
+                .check_password(access, username, password, peer)
+                .await
+            {
+                Ok(user) => user,
+                Err(wait) => return too_many(wait),
+            }
         }
     };
     let Some(user) = user else {

@@ -907,6 +907,28 @@ async fn authentication_when_an_access_file_is_given() {
     };
     assert_eq!(env.send(trigger(false)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(env.send(trigger(true)).await.0, StatusCode::OK);
+
+    // Guessing: after ten failed passwords in a minute (two above) the user waits, even with the
+    // right one.
+    let sign_in = |password: &str| Some(json!({"username": "ops", "password": password}));
+    for _ in 0..8 {
+        let (status, _) = env
+            .call(Method::POST, "/auth/token", sign_in("guess"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = env.call(Method::POST, "/auth/token", sign_in("pw")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let basic_now = env.send(with(&format!("Basic {basic}"))).await.0;
+    assert_eq!(basic_now, StatusCode::TOO_MANY_REQUESTS);
+    // Tokens still work; once the minute is over, so does the password.
+    assert_eq!(
+        env.send(with(&format!("Bearer {jwt}"))).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let (status, _) = env.call(Method::POST, "/auth/token", sign_in("pw")).await;
+    assert_eq!(status, StatusCode::CREATED);
     env.stop().await;
 }
 

@@ -11,15 +11,28 @@ use tokio::time::Instant;
 const SWEEP_AT: usize = 10_000;
 
 /// Failures per key in a fixed window; past `limit`, the key waits until its window ends.
+///
+/// ```
+/// use std::time::Duration;
+/// use bpg_gateway::auth::limiter::FailureWindow;
+/// let failures = FailureWindow::new(2, Duration::from_secs(60));
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// failures.fail("alice");
+/// assert!(failures.blocked("alice").is_none());
+/// failures.fail("alice");
+/// assert!(failures.blocked("alice").is_some());
+/// # });
+/// ```
 #[derive(Debug)]
-pub(crate) struct FailureWindow {
+pub struct FailureWindow {
     limit: u32,
     window: Duration,
     seen: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl FailureWindow {
-    pub(crate) fn new(limit: u32, window: Duration) -> Self {
+    /// `limit` failures per key in each `window`.
+    pub fn new(limit: u32, window: Duration) -> Self {
         FailureWindow {
             limit,
             window,
@@ -28,7 +41,7 @@ impl FailureWindow {
     }
 
     /// How long `key` must wait, when it has failed `limit` times in its window.
-    pub(crate) fn blocked(&self, key: &str) -> Option<Duration> {
+    pub fn blocked(&self, key: &str) -> Option<Duration> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let (start, count) = seen.get(key)?;
         let ends = *start + self.window;
@@ -37,7 +50,7 @@ impl FailureWindow {
     }
 
     /// Counts a failure of `key`.
-    pub(crate) fn fail(&self, key: &str) {
+    pub fn fail(&self, key: &str) {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= SWEEP_AT {

@@ -32,7 +32,7 @@
 //! are 403s with the reason in BPG's body, and are audited.
 
 mod access;
-pub(crate) mod limiter;
+pub mod limiter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
