@@ -28,10 +28,12 @@ fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<&str>, ok: (&str
         "401": {"description": "Unauthorized", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
         "404": {"description": "Not Found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
         "422": {"description": "Validation Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
+        "400": {"description": "Bad Request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
+        "429": {"description": "Too many failed sign-ins (Basic auth)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
     });
     if body.is_some() {
-        responses["400"] = json!({"description": "Bad Request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}});
         responses["409"] = json!({"description": "Conflict", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}});
+        responses["415"] = json!({"description": "The body is not application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}});
     }
     let mut operation = json!({
         "operationId": id,
@@ -86,6 +88,23 @@ pub(crate) fn openapi() -> Value {
     let stream_params = [log.clone(), vec![q("token", "string")]].concat();
     let mut list_dags = page();
     list_dags.extend([q("paused", "boolean"), q("dag_id_pattern", "string")]);
+    let mut stream_op = op(
+        "stream_log",
+        "A try's log followed live: text/event-stream, one line per message (id: a continuation token), then an `end` event",
+        stream_params,
+        None,
+        ("200", "TaskInstancesLogResponse"),
+    );
+    stream_op["x-bpg"] = json!(true);
+    stream_op["responses"]["200"] = json!({"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
+    let mut log_op = op(
+        "get_log",
+        "A try's log: a page from a continuation token, the tail (?tail=N), or the whole text (Accept: text/plain, full_content=true)",
+        log_params,
+        None,
+        ("200", "TaskInstancesLogResponse"),
+    );
+    log_op["responses"]["200"]["content"]["text/plain"] = json!({"schema": {"type": "string"}});
     let paths = json!({
         "/auth/token": {"post": {
             "operationId": "create_token",
@@ -95,6 +114,7 @@ pub(crate) fn openapi() -> Value {
                 "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}},
                 "401": {"description": "Invalid credentials", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
                 "422": {"description": "Validation Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
+                "429": {"description": "Too many failed sign-ins", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}},
             },
         }},
         "/api/v2/dags": {"get": op("get_dags", "List DAGs", list_dags, None, ("200", "DAGCollectionResponse"))},
@@ -115,15 +135,8 @@ pub(crate) fn openapi() -> Value {
         },
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances": {"get": op("get_task_instances", "A run's task instances", run.clone(), None, ("200", "TaskInstanceCollectionResponse"))},
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}": {"get": op("get_task_instance", "A task instance", ti, None, ("200", "TaskInstanceResponse"))},
-        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}": {"get": op("get_log", "A try's log: a page from a continuation token, the tail (?tail=N), or the whole text (Accept: text/plain, full_content=true)", log_params, None, ("200", "TaskInstancesLogResponse"))},
-        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}/stream": {"get": {
-            "operationId": "stream_log",
-            "x-bpg": true,
-            "summary": "A try's log followed live: text/event-stream, one line per message (id: a continuation token), then an `end` event",
-            "parameters": stream_params,
-            "responses": {"200": {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                "404": {"description": "Not Found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}}},
-        }},
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}": {"get": log_op},
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}/stream": {"get": stream_op},
         "/api/v2/dags/{dag_id}/clearTaskInstances": {"post": op("post_clear_task_instances", "Rerun tasks (and their downstream) of one run", dag, Some("ClearTaskInstancesBody"), ("200", "TaskInstanceCollectionResponse"))},
         "/api/v2/monitor/health": {"get": {"operationId": "get_health", "summary": "Health", "responses": {"200": {"description": "Successful Response", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthInfoResponse"}}}}}}},
         "/api/v2/version": {"get": op("get_version", "Version", vec![], None, ("200", "VersionInfo"))},
@@ -150,7 +163,7 @@ pub(crate) fn openapi() -> Value {
             "required": ["id", "task_id", "dag_id", "dag_run_id", "map_index", "try_number", "max_tries", "pool", "pool_slots", "executor_config", "run_after", "dag_display_name", "task_display_name"],
             "properties": {"bpg_submission_id": {"type": ["string", "null"], "x-bpg": true}, "bpg_cluster": {"type": ["string", "null"], "x-bpg": true}, "bpg_connection": {"type": ["string", "null"], "x-bpg": true}}},
         "TaskInstanceCollectionResponse": {"type": "object", "required": ["task_instances", "total_entries"], "properties": {"task_instances": {"type": "array", "items": {"$ref": "#/components/schemas/TaskInstanceResponse"}}, "total_entries": {"type": "integer"}}},
-        "ClearTaskInstancesBody": {"type": "object", "additionalProperties": false, "properties": {
+        "ClearTaskInstancesBody": {"type": "object", "additionalProperties": false, "required": ["dag_run_id"], "properties": {
             "dag_run_id": {"type": "string"}, "task_ids": {"type": "array"}, "dry_run": {"type": "boolean", "default": true},
             "only_failed": {"type": "boolean", "default": true}, "only_running": {"type": "boolean", "default": false},
             "include_downstream": {"type": "boolean", "default": false}, "include_upstream": {"type": "boolean", "default": false},
