@@ -182,7 +182,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
         poll_interval: std::time::Duration,
     },
-    /// Run every pipeline of a folder on its schedule until Ctrl-C or SIGTERM.
+    /// Run every pipeline of a folder on its schedule until Ctrl-C or SIGTERM; with --listen,
+    /// also serve the web UI and Airflow's REST API (/api/v2).
     Scheduler {
         /// Folders of pipeline files (*.yaml, *.yml), or pipeline files.
         #[arg(required = true, num_args = 1..)]
