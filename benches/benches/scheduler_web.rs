@@ -103,9 +103,8 @@ fn main() {
             .dag(scheduled.clone());
         let store_for_cold = store.clone();
         let app = SchedulerWeb::new([scheduled], store, scheduler.handle()).router();
-        let bytes = rt.block_on(async {
+        let get = |app: axum::Router| async move {
             let r = app
-                .clone()
                 .oneshot(
                     Request::get("/ui/api/grid/big?runs=25")
                         .body(Body::empty())
@@ -118,22 +117,9 @@ fn main() {
                 .await
                 .unwrap()
                 .len()
-        });
-        eprintln!("{name}: {bytes} bytes of JSON");
-        let get = |app: axum::Router| async move {
-            let r = app
-                .oneshot(
-                    Request::get("/ui/api/grid/big?runs=25")
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            axum::body::to_bytes(r.into_body(), usize::MAX)
-                .await
-                .unwrap()
-                .len()
         };
+        let bytes = rt.block_on(get(app.clone()));
+        eprintln!("{name}: {bytes} bytes of JSON");
         // Cold: a fresh server, every run read from the store.
         g.bench_function(format!("{name}_cold"), |b| {
             b.to_async(&rt).iter_batched(

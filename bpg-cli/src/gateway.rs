@@ -119,7 +119,13 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
         .await
         .map_err(|e| Failure::from_error("gateway", e))?;
     if access_file.is_some() || tls.is_some() {
-        tokio::spawn(reload_on_hangup(gateway.clone(), access_file, tls.clone()));
+        let reloaded = gateway.clone();
+        tokio::spawn(reload_on_hangup(
+            "bpg gateway",
+            access_file,
+            tls.clone(),
+            move |access| reloaded.reload_access(access),
+        ));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -159,12 +165,13 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the access file and the TLS files again on every SIGHUP; a file that no longer loads
-/// is reported and the one in place is kept.
-async fn reload_on_hangup(
-    gateway: bpg_gateway::Gateway,
+/// Reads the access file and the TLS files again on every SIGHUP (`bpg gateway` and `bpg
+/// scheduler --listen`); a file that no longer loads is reported and the one in place is kept.
+pub(crate) async fn reload_on_hangup(
+    service: &'static str,
     access: Option<PathBuf>,
     tls: Option<Tls>,
+    apply: impl Fn(Access) + Send + 'static,
 ) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
@@ -176,14 +183,14 @@ async fn reload_on_hangup(
             match Access::from_file(path) {
                 Ok(access) => {
                     let users = access.user_names().count();
-                    gateway.reload_access(access);
+                    apply(access);
                     eprintln!(
-                        "bpg gateway: reloaded the access file {} ({users} users)",
+                        "{service}: reloaded the access file {} ({users} users)",
                         path.display()
                     );
                 }
                 Err(d) => eprintln!(
-                    "bpg gateway: the access file {} was not reloaded, the one in place stays:\n{}",
+                    "{service}: the access file {} was not reloaded, the one in place stays:\n{}",
                     path.display(),
                     render(&d)
                 ),
@@ -192,11 +199,11 @@ async fn reload_on_hangup(
         if let Some(tls) = &tls {
             match tls.reload() {
                 Ok(()) => eprintln!(
-                    "bpg gateway: reloaded the TLS certificate {}",
+                    "{service}: reloaded the TLS certificate {}",
                     tls.files().cert.display()
                 ),
                 Err(e) => eprintln!(
-                    "bpg gateway: the TLS certificate was not reloaded, the one in place stays: {e}"
+                    "{service}: the TLS certificate was not reloaded, the one in place stays: {e}"
                 ),
             }
         }

@@ -160,11 +160,13 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<ExitCode, Failure> {
                 );
             }
         }
-        if let Some(path) = settings.access_file.clone() {
-            tokio::spawn(reload_on_hangup(
-                settings.auth.clone(),
-                path,
+        if settings.access_file.is_some() || settings.tls.is_some() {
+            let auth = settings.auth.clone();
+            tokio::spawn(crate::gateway::reload_on_hangup(
+                "bpg scheduler",
+                settings.access_file.clone(),
                 settings.tls.clone(),
+                move |access| auth.reload(access),
             ));
         }
         server = Some(tokio::spawn(
@@ -284,42 +286,6 @@ fn web_settings(
         access_file: args.access.clone(),
         tls,
     })
-}
-
-/// On SIGHUP: the access file and the TLS files are read again; a bad file keeps the old one.
-async fn reload_on_hangup(auth: Auth, access_file: PathBuf, tls: Option<Tls>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match Access::from_file(&access_file) {
-                Ok(access) => {
-                    auth.reload(access);
-                    eprintln!("{} reloaded {}", timestamp(), access_file.display());
-                }
-                Err(d) => eprintln!(
-                    "{} kept the users loaded before: {}",
-                    timestamp(),
-                    crate::failure::render(&d)
-                ),
-            }
-            if let Some(tls) = &tls
-                && let Err(e) = tls.reload()
-            {
-                eprintln!(
-                    "{} kept the TLS certificate loaded before: {e}",
-                    timestamp()
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (auth, access_file, tls);
-    }
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

@@ -161,14 +161,20 @@ impl ScheduledDag {
     /// would create it at `now`: what Airflow shows as `next_dagrun`. `None` without a schedule
     /// or past the end date.
     pub fn next_run(&self, runs: &[RunRecord], now: DateTime<Utc>) -> Option<DagRunInfo> {
+        let last = self.last_interval(runs);
+        self.schedule
+            .as_ref()?
+            .next_dagrun_info(last.as_ref(), &self.bounds, now)
+    }
+
+    /// The data interval of the latest scheduled run among `runs`: where the schedule goes on.
+    fn last_interval(&self, runs: &[RunRecord]) -> Option<DataInterval> {
         let schedule = self.schedule.as_ref()?;
-        let last = runs
-            .iter()
+        runs.iter()
             .filter(|r| is_scheduled_run_id(&r.key.run_id))
             .map(|r| r.logical_date)
             .max()
-            .and_then(|date| schedule.interval_starting(date));
-        schedule.next_dagrun_info(last.as_ref(), &self.bounds, now)
+            .and_then(|date| schedule.interval_starting(date))
     }
 
     /// The scheduled run's data interval for a run at `logical_date` (`None` without a schedule).
@@ -264,6 +270,14 @@ struct Shared {
     starts: HashMap<RunKey, u32>,
 }
 
+impl Shared {
+    fn is_queued(&self, key: &RunKey) -> bool {
+        self.queued
+            .get(&key.dag_id)
+            .is_some_and(|q| q.iter().any(|r| r.run_id == key.run_id))
+    }
+}
+
 /// Drives a running [`DagScheduler`]: triggers, pauses, cancels and clears runs, and tells what
 /// is queued and running. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -314,10 +328,7 @@ impl SchedulerHandle {
     /// Spark jobs, whatever the shutdown policy, and ends `failed`; a queued run never starts and
     /// is recorded `failed`; a finished run is marked `failed`. Errors for an unknown run.
     pub async fn cancel_run(&self, dag_id: &str, run_id: &str) -> Result<()> {
-        let key = RunKey {
-            dag_id: dag_id.to_owned(),
-            run_id: run_id.to_owned(),
-        };
+        let key = RunKey::new(dag_id, run_id);
         self.ask(|reply| Command::Cancel { key, reply }).await
     }
 
@@ -327,10 +338,7 @@ impl SchedulerHandle {
     /// not cleared keep their state. Errors for an unknown run or task, and for a run that is
     /// queued or running.
     pub async fn clear(&self, dag_id: &str, run_id: &str, task_ids: Vec<String>) -> Result<()> {
-        let key = RunKey {
-            dag_id: dag_id.to_owned(),
-            run_id: run_id.to_owned(),
-        };
+        let key = RunKey::new(dag_id, run_id);
         self.ask(|reply| Command::Clear {
             key,
             task_ids,
@@ -372,20 +380,15 @@ impl SchedulerHandle {
     /// How many times this scheduler has started the run (0: never, as for runs of an earlier
     /// process). A cache of a finished run's tasks is good while this does not change.
     pub fn starts(&self, dag_id: &str, run_id: &str) -> u32 {
-        let key = RunKey {
-            dag_id: dag_id.to_owned(),
-            run_id: run_id.to_owned(),
-        };
+        let key = RunKey::new(dag_id, run_id);
         self.shared().starts.get(&key).copied().unwrap_or(0)
     }
 
     /// Whether the run is going in this scheduler now.
     pub fn is_active(&self, dag_id: &str, run_id: &str) -> bool {
-        let key = RunKey {
-            dag_id: dag_id.to_owned(),
-            run_id: run_id.to_owned(),
-        };
-        self.shared().active.contains_key(&key)
+        self.shared()
+            .active
+            .contains_key(&RunKey::new(dag_id, run_id))
     }
 }
 
@@ -640,15 +643,7 @@ impl DagScheduler {
         let mut slots = Vec::with_capacity(dags.len());
         for (index, dag) in dags.into_iter().enumerate() {
             let runs = ctx.store.list_runs(&dag.dag.dag_id).await?;
-            let last = match &dag.schedule {
-                Some(schedule) => runs
-                    .iter()
-                    .filter(|r| is_scheduled_run_id(&r.key.run_id))
-                    .map(|r| r.logical_date)
-                    .max()
-                    .and_then(|date| schedule.interval_starting(date)),
-                None => None,
-            };
+            let last = dag.last_interval(&runs);
             let mut slot = DagSlot {
                 dag,
                 last,
@@ -687,10 +682,7 @@ impl DagScheduler {
                             .get_mut(&slot.dag.dag.dag_id)
                             .and_then(|q| q.pop_front());
                         if let Some(run) = &next {
-                            let key = RunKey {
-                                dag_id: slot.dag.dag.dag_id.clone(),
-                                run_id: run.run_id.clone(),
-                            };
+                            let key = RunKey::new(&slot.dag.dag.dag_id, &run.run_id);
                             shared.active.insert(key, run.clone());
                         }
                         next
@@ -862,15 +854,8 @@ impl Context {
                 logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )
         });
-        let key = RunKey {
-            dag_id: dag_id.clone(),
-            run_id: run_id.clone(),
-        };
-        let queued = self
-            .lock()
-            .queued
-            .get(&dag_id)
-            .is_some_and(|q| q.iter().any(|r| r.run_id == run_id));
+        let key = RunKey::new(&dag_id, &run_id);
+        let queued = self.lock().is_queued(&key);
         if queued || self.store.load_run(&key).await?.is_some() {
             return Err(Error::Conflict {
                 message: format!("DAG {dag_id:?} already has a run {run_id:?}"),
@@ -933,11 +918,7 @@ impl Context {
     ) -> Result<()> {
         let busy = {
             let shared = self.lock();
-            shared.active.contains_key(&key)
-                || shared
-                    .queued
-                    .get(&key.dag_id)
-                    .is_some_and(|q| q.iter().any(|r| r.run_id == key.run_id))
+            shared.active.contains_key(&key) || shared.is_queued(&key)
         };
         if busy {
             return Err(Error::Conflict {
@@ -1005,26 +986,16 @@ impl Context {
         let cancel = runner.cancellation_token();
         let abort = runner.abort_token();
         slot.active += 1;
+        let key = RunKey::new(&dag.dag_id, &run_id);
         let mut shared = self.lock();
-        *shared
-            .starts
-            .entry(RunKey {
-                dag_id: dag.dag_id.clone(),
-                run_id: run_id.clone(),
-            })
-            .or_default() += 1;
-        shared.active.insert(
-            RunKey {
-                dag_id: dag.dag_id.clone(),
-                run_id: run_id.clone(),
-            },
-            QueuedRun {
-                run_id: run_id.clone(),
-                logical_date,
-                params: started_with,
-                queued_at: Utc::now(),
-            },
-        );
+        *shared.starts.entry(key.clone()).or_default() += 1;
+        // A queued run is there already, moved from the queue under the queue's lock.
+        shared.active.entry(key).or_insert_with(|| QueuedRun {
+            run_id: run_id.clone(),
+            logical_date,
+            params: started_with,
+            queued_at: Utc::now(),
+        });
         drop(shared);
         let _ = self.events.send(SchedulerEvent::RunStarted {
             dag_id: dag.dag_id.clone(),
@@ -1068,10 +1039,9 @@ impl Context {
         };
         let slot = &mut slots[index];
         slot.active = slot.active.saturating_sub(1);
-        self.lock().active.remove(&RunKey {
-            dag_id: slot.dag.dag.dag_id.clone(),
-            run_id: run_id.clone(),
-        });
+        self.lock()
+            .active
+            .remove(&RunKey::new(&slot.dag.dag.dag_id, &run_id));
         let event = match result {
             Ok(report) => SchedulerEvent::RunFinished(Box::new(report)),
             Err(e) => {

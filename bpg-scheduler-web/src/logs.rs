@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Params;
-use crate::runs::load;
+use crate::runs::{Pending, load};
 use crate::tasks::task_index;
 use crate::{ApiState, DagEntry};
 
@@ -66,17 +66,11 @@ async fn locate(
             format!("path.try_number: expected a non-negative integer, got {try_number:?}"),
         )
     })?;
+    let pending = Pending::of(state, dag_id, run_id);
     let current = match load(state, dag_id, run_id).await? {
         Some(run) => run.tasks.get(task_id).map_or(0, |t| t.try_number),
-        None if state.handle.is_active(dag_id, run_id)
-            || state
-                .handle
-                .queued_runs(dag_id)
-                .iter()
-                .any(|r| r.run_id == *run_id) =>
-        {
-            0
-        }
+        // Not stored yet: no try has started.
+        None if pending.run().is_some() => 0,
         None => return Err(ApiError::no_run(dag_id, run_id)),
     };
     if try_number == 0 || try_number > current {

@@ -111,6 +111,18 @@ pub(crate) fn operator(kind: &TaskKind) -> &'static str {
     }
 }
 
+/// A run's state as the API shows it, from the store's (`None`: not stored yet) and the
+/// scheduler's: queued wins (a cleared run waits again), then going (the store may still say
+/// how the run ended before it was cleared).
+pub(crate) fn run_state(stored: Option<RunState>, queued: bool, going: bool) -> &'static str {
+    match stored {
+        _ if queued => "queued",
+        _ if going => "running",
+        Some(state) => state.as_str(),
+        None => "queued",
+    }
+}
+
 /// A run: stored, or queued in the scheduler.
 pub(crate) enum RunView<'a> {
     /// In the store; `going` when the scheduler is running it now (a cleared run restarting may
@@ -134,9 +146,10 @@ impl RunView<'_> {
 
     pub(crate) fn state(&self) -> &'static str {
         match self {
-            RunView::Stored { queued: true, .. } | RunView::Queued(_) => "queued",
-            RunView::Stored { going: true, .. } => "running",
-            RunView::Stored { run: s, .. } => s.run.state.as_str(),
+            RunView::Stored { run, going, queued } => {
+                run_state(Some(run.run.state), *queued, *going)
+            }
+            RunView::Queued(_) => "queued",
         }
     }
 

@@ -27,9 +27,38 @@ pub(crate) struct Listed {
     pub(crate) order: usize,
 }
 
-/// Every run of a DAG, oldest first: the store's and the scheduler's.
-pub(crate) async fn listed(state: &ApiState, dag_id: &str) -> ApiResult<Vec<Listed>> {
-    let records = state.store.list_runs(dag_id).await?;
+/// What the scheduler holds of a run: queued, or going (a run is going before its runner has
+/// stored it).
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) queued: Option<QueuedRun>,
+    pub(crate) active: Option<QueuedRun>,
+}
+
+impl Pending {
+    /// The run's, read before the store: a run moves from the queue to the active runs to the
+    /// store, and leaves the active runs only once stored, so read in this order it is never
+    /// missed.
+    pub(crate) fn of(state: &ApiState, dag_id: &str, run_id: &str) -> Pending {
+        let find = |runs: Vec<QueuedRun>| runs.into_iter().find(|r| r.run_id == run_id);
+        Pending {
+            queued: find(state.handle.queued_runs(dag_id)),
+            active: find(state.handle.active_runs(dag_id)),
+        }
+    }
+
+    /// How it was triggered or started, when the scheduler holds it.
+    pub(crate) fn run(&self) -> Option<&QueuedRun> {
+        self.queued.as_ref().or(self.active.as_ref())
+    }
+}
+
+/// Every run of a DAG, oldest first, the store's and the scheduler's; and the store's records.
+pub(crate) async fn listed(
+    state: &ApiState,
+    dag_id: &str,
+) -> ApiResult<(Vec<Listed>, Vec<RunRecord>)> {
+    // The scheduler's first, then the store (see `Pending::of`).
     let queued = state.handle.queued_runs(dag_id);
     let active: HashMap<String, QueuedRun> = state
         .handle
@@ -37,28 +66,16 @@ pub(crate) async fn listed(state: &ApiState, dag_id: &str) -> ApiResult<Vec<List
         .into_iter()
         .map(|r| (r.run_id.clone(), r))
         .collect();
+    let records = state.store.list_runs(dag_id).await?;
     let mut out = Vec::with_capacity(records.len() + queued.len());
-    for RunRecord {
-        key,
-        logical_date,
-        state: run_state,
-        ..
-    } in records
-    {
-        let is_queued = queued.iter().any(|q| q.run_id == key.run_id);
-        let going = active.contains_key(&key.run_id);
-        let state = if is_queued {
-            "queued"
-        } else if going {
-            "running"
-        } else {
-            run_state.as_str()
-        };
+    for record in &records {
+        let run_id = &record.key.run_id;
+        let is_queued = queued.iter().any(|q| q.run_id == *run_id);
         out.push(Listed {
-            dag_id: key.dag_id,
-            run_id: key.run_id,
-            logical_date,
-            state,
+            dag_id: record.key.dag_id.clone(),
+            run_id: run_id.clone(),
+            logical_date: record.logical_date,
+            state: model::run_state(Some(record.state), is_queued, active.contains_key(run_id)),
             stored: true,
             pending: None,
             order: out.len(),
@@ -74,38 +91,27 @@ pub(crate) async fn listed(state: &ApiState, dag_id: &str) -> ApiResult<Vec<List
             dag_id: dag_id.to_owned(),
             run_id: p.run_id.clone(),
             logical_date: p.logical_date,
-            state: "queued",
+            state: model::run_state(None, true, false),
             stored: false,
             pending: Some(p),
             order: out.len(),
         });
     }
-    Ok(out)
+    Ok((out, records))
 }
 
 /// One run as JSON, or its 404.
 pub(crate) async fn run_json(state: &ApiState, entry: &DagEntry, run_id: &str) -> ApiResult<Value> {
     let dag_id = &entry.scheduled.dag().dag_id;
-    // What the scheduler holds first, then the store: a run moves from the queue to the active
-    // runs to the store, and leaves the active runs only once stored, so it is never missed.
-    let queued = state
-        .handle
-        .queued_runs(dag_id)
-        .into_iter()
-        .find(|q| q.run_id == run_id);
-    let active = state
-        .handle
-        .active_runs(dag_id)
-        .into_iter()
-        .find(|q| q.run_id == run_id);
+    let pending = Pending::of(state, dag_id, run_id);
     let loaded = load(state, dag_id, run_id).await?;
-    match (&loaded, queued.as_ref().or(active.as_ref())) {
+    match (&loaded, pending.run()) {
         (Some(run), _) => Ok(model::run(
             entry,
             &RunView::Stored {
                 run,
-                going: active.is_some() && state.handle.is_active(dag_id, run_id),
-                queued: queued.is_some(),
+                going: pending.active.is_some(),
+                queued: pending.queued.is_some(),
             },
         )),
         (None, Some(q)) => Ok(model::run(entry, &RunView::Queued(q))),
@@ -120,10 +126,7 @@ pub(crate) async fn load(
 ) -> ApiResult<Option<StoredRun>> {
     Ok(state
         .store
-        .load_run(&bpg_pipeline::RunKey {
-            dag_id: dag_id.to_owned(),
-            run_id: run_id.to_owned(),
-        })
+        .load_run(&bpg_pipeline::RunKey::new(dag_id, run_id))
         .await?)
 }
 
@@ -151,7 +154,7 @@ pub(crate) async fn list(
     let (limit, offset) = crate::dags::page(q.usize("limit")?, q.usize("offset")?);
     let mut all = Vec::new();
     for id in &dag_ids {
-        all.extend(listed(&state, id).await?);
+        all.extend(listed(&state, id).await?.0);
     }
     all.retain(|r| {
         let run_type = if bpg_pipeline::schedule::is_scheduled_run_id(&r.run_id) {

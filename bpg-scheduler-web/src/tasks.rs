@@ -11,28 +11,23 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::model;
-use crate::runs::load;
+use crate::runs::{Pending, load};
 use crate::{ApiState, DagEntry};
 
 /// The stored run, or a run not stored yet (queued: no task has state), or a 404.
 async fn stored_or_empty(state: &ApiState, entry: &DagEntry, run_id: &str) -> ApiResult<StoredRun> {
     let dag_id = &entry.scheduled.dag().dag_id;
+    let pending = Pending::of(state, dag_id, run_id);
     if let Some(run) = load(state, dag_id, run_id).await? {
         return Ok(run);
     }
-    let pending = state
-        .handle
-        .queued_runs(dag_id)
-        .into_iter()
-        .chain(state.handle.active_runs(dag_id))
-        .find(|r| r.run_id == run_id)
+    let pending = pending
+        .run()
+        .cloned()
         .ok_or_else(|| ApiError::no_run(dag_id, run_id))?;
     Ok(StoredRun {
         run: bpg_pipeline::RunRecord {
-            key: bpg_pipeline::RunKey {
-                dag_id: dag_id.clone(),
-                run_id: run_id.to_owned(),
-            },
+            key: bpg_pipeline::RunKey::new(dag_id, run_id),
             logical_date: pending.logical_date,
             params: pending.params,
             state: bpg_pipeline::RunState::Running,

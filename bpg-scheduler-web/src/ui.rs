@@ -107,18 +107,11 @@ pub(crate) struct GridCache(Mutex<HashMap<RunKey, (u32, Arc<GridColumn>)>>);
 /// At most this many columns are kept (then the cache starts afresh).
 const GRID_CACHE_MAX: usize = 4096;
 
-fn run_key(dag_id: &str, run_id: &str) -> RunKey {
-    RunKey {
-        dag_id: dag_id.to_owned(),
-        run_id: run_id.to_owned(),
-    }
-}
-
 fn cached(state: &ApiState, dag_id: &str, run_id: &str) -> Option<Arc<GridColumn>> {
     let starts = state.handle.starts(dag_id, run_id);
     let cache = state.grid_cache.0.lock().unwrap_or_else(|e| e.into_inner());
     cache
-        .get(&run_key(dag_id, run_id))
+        .get(&RunKey::new(dag_id, run_id))
         .filter(|(s, _)| *s == starts)
         .map(|(_, c)| c.clone())
 }
@@ -128,7 +121,7 @@ fn remember(state: &ApiState, dag_id: &str, run_id: &str, starts: u32, column: A
     if cache.len() >= GRID_CACHE_MAX {
         cache.clear();
     }
-    cache.insert(run_key(dag_id, run_id), (starts, column));
+    cache.insert(RunKey::new(dag_id, run_id), (starts, column));
 }
 
 fn column_of(graph: &Graph, stored: Option<&StoredRun>) -> GridColumn {
@@ -159,8 +152,7 @@ async fn dags(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let mut dags = Vec::new();
     for entry in state.dags.values() {
         let d = entry.scheduled.dag();
-        let runs = state.store.list_runs(&d.dag_id).await?;
-        let all = listed(&state, &d.dag_id).await?;
+        let (all, runs) = listed(&state, &d.dag_id).await?;
         let last = all.iter().max_by_key(|r| (r.logical_date, r.order));
         let next = entry.scheduled.next_run(&runs, now);
         dags.push(json!({
@@ -205,7 +197,7 @@ async fn grid(
             json!({"task_id": t.id, "kind": t.kind.name(), "upstream": upstream})
         })
         .collect();
-    let mut all = listed(&state, &dag_id).await?;
+    let (mut all, _) = listed(&state, &dag_id).await?;
     all.sort_by_key(|r| std::cmp::Reverse((r.logical_date, r.order)));
     all.truncate(wanted);
     let mut runs = Vec::with_capacity(all.len());

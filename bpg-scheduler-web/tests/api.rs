@@ -140,6 +140,24 @@ impl Env {
         panic!("run {run_id} never reached {states:?}");
     }
 
+    /// Polls a task instance (on the paused clock) until `done` holds for it.
+    async fn wait_task(
+        &self,
+        dag: &str,
+        run_id: &str,
+        task: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        for _ in 0..100 {
+            let instance = self.task(dag, run_id, task).await;
+            if done(&instance) {
+                return instance;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{task} of {run_id} never got there");
+    }
+
     async fn task(&self, dag: &str, run_id: &str, task: &str) -> Value {
         self.ok(
             Method::GET,
@@ -551,12 +569,8 @@ async fn logs_pages_tail_text_and_stream() {
 async fn a_running_log_is_followed_live() {
     let env = Env::open().await;
     let run_id = env.trigger("slow", json!({})).await;
-    for _ in 0..100 {
-        if env.task("slow", &run_id, "long").await["state"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.wait_task("slow", &run_id, "long", |t| t["state"] == "running")
+        .await;
     let stream_uri = format!(
         "{}/taskInstances/long/logs/1/stream",
         run_uri("slow", &run_id)
@@ -596,16 +610,12 @@ async fn cancel_queue_pause_and_clear() {
     let env = Env::open().await;
     // Cancel a running run: its Spark job is cancelled and the run ends failed.
     let run_id = env.trigger("slow", json!({})).await;
-    let mut submission = Value::Null;
-    for _ in 0..100 {
-        let long = env.task("slow", &run_id, "long").await;
-        if long["state"] == "running" && long["bpg_submission_id"].is_string() {
-            submission = long["bpg_submission_id"].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(submission.is_string(), "the long task started");
+    let long = env
+        .wait_task("slow", &run_id, "long", |t| {
+            t["state"] == "running" && t["bpg_submission_id"].is_string()
+        })
+        .await;
+    let submission = &long["bpg_submission_id"];
     // A running run cannot be cleared.
     let (status, body) = env
         .call(
@@ -732,12 +742,8 @@ async fn cancel_queue_pause_and_clear() {
         .wait_run(HEALTHTECH, &ok_run, &["success", "failed"])
         .await;
     assert_eq!(rerun["state"], "success");
-    for _ in 0..100 {
-        if env.task(HEALTHTECH, &ok_run, "end").await["state"] == "success" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.wait_task(HEALTHTECH, &ok_run, "end", |t| t["state"] == "success")
+        .await;
     let stats = env.task(HEALTHTECH, &ok_run, "statistics_calc").await;
     assert_eq!(stats["try_number"], 2, "{stats}");
     assert_eq!(stats["state"], "success");

@@ -47,6 +47,16 @@ pub struct RunKey {
     pub run_id: String,
 }
 
+impl RunKey {
+    /// Run `run_id` of DAG `dag_id`.
+    pub fn new(dag_id: impl Into<String>, run_id: impl Into<String>) -> Self {
+        RunKey {
+            dag_id: dag_id.into(),
+            run_id: run_id.into(),
+        }
+    }
+}
+
 /// A DAG run as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
