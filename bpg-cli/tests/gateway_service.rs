@@ -297,7 +297,7 @@ fn plain_http_beyond_loopback_needs_to_be_asked_for() {
         &access,
         format!(
             "users:\n  alice: {{password: \"{}\"}}\n",
-            hash_password("pw")
+            hash_password("plain-http-password")
         ),
     )
     .unwrap();
