@@ -60,6 +60,45 @@ impl TaskState {
     }
 }
 
+impl std::str::FromStr for TaskState {
+    type Err = UnknownState;
+
+    /// From Airflow's name, as [`TaskState::as_str`] writes it.
+    fn from_str(name: &str) -> Result<Self, UnknownState> {
+        Ok(match name {
+            "none" => TaskState::None,
+            "scheduled" => TaskState::Scheduled,
+            "queued" => TaskState::Queued,
+            "running" => TaskState::Running,
+            "up_for_retry" => TaskState::UpForRetry,
+            "success" => TaskState::Success,
+            "failed" => TaskState::Failed,
+            "upstream_failed" => TaskState::UpstreamFailed,
+            "skipped" => TaskState::Skipped,
+            _ => return Err(UnknownState(name.to_owned())),
+        })
+    }
+}
+
+/// A name that is not a [`TaskState`]'s.
+///
+/// ```
+/// use bpg_pipeline::TaskState;
+///
+/// assert_eq!("up_for_retry".parse::<TaskState>().unwrap(), TaskState::UpForRetry);
+/// assert_eq!("done".parse::<TaskState>().unwrap_err().to_string(), "unknown task state \"done\"");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownState(pub String);
+
+impl fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown task state {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownState {}
+
 impl fmt::Display for TaskState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -96,8 +96,8 @@ pub use store::PostgresRunStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteRunStore;
 pub use store::{
-    InMemoryRunStore, PastDecision, RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord,
-    TaskRecord, TaskStateChange,
+    InMemoryRunStore, PastDecision, RunKey, RunRecord, RunStore, RunTaskStates, StoredRun,
+    SubmissionRecord, TaskRecord, TaskStateChange, TaskSummary,
 };
 
 pub use context::{TaskContext, TaskError, XComs};
@@ -106,7 +106,7 @@ pub use dag::{
     DefaultArgs, ResolvedSettings, RetryPolicy, SourceMap, SparkTask, Task, TaskFn, TaskFuture,
     TaskKind, TaskSettings, TriggerRule,
 };
-pub use events::{Event, EventStream, RunState, TaskState};
+pub use events::{Event, EventStream, RunState, TaskState, UnknownState};
 pub use retry::{MAX_RETRY_DELAY, retry_delay};
 pub use validate::{DEFAULT_POOL, DEFAULT_POOL_SLOTS};
 pub use yaml::{dag_to_yaml, load_dag_file, parse_dag};

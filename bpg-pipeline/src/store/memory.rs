@@ -8,7 +8,8 @@ use bpg_core::Result;
 use chrono::Utc;
 
 use super::{
-    RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord, TaskStateChange,
+    RunKey, RunRecord, RunStore, RunTaskStates, StoredRun, SubmissionRecord, TaskRecord,
+    TaskStateChange,
 };
 use crate::events::{RunState, TaskState};
 
@@ -148,6 +149,13 @@ impl RunStore for InMemoryRunStore {
                 .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
                 .collect(),
         }))
+    }
+
+    async fn load_task_states(&self, run: &RunKey) -> Result<Option<RunTaskStates>> {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(runs
+            .get(run)
+            .map(|r| RunTaskStates::from_tasks(r.tasks.iter().map(|(id, t)| (id.as_str(), t)))))
     }
 
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {

@@ -132,6 +132,63 @@ pub struct StoredRun {
     pub xcom: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
+/// What a grid of runs × tasks shows of one run: each task's state, and when its first task
+/// started and its last ended. Lighter to read than a [`StoredRun`]: no submissions, XComs or
+/// per-task times.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunTaskStates {
+    /// The run's task instances, by task id.
+    pub tasks: Vec<TaskSummary>,
+    /// The earliest `start_date` of its tasks.
+    pub first_start: Option<DateTime<Utc>>,
+    /// The latest `end_date` of its tasks.
+    pub last_end: Option<DateTime<Utc>>,
+}
+
+impl RunTaskStates {
+    /// The summary of task instances, as every store answers [`RunStore::load_task_states`]
+    /// (sorted by task id whatever order they come in).
+    ///
+    /// ```
+    /// use bpg_pipeline::{RunTaskStates, TaskRecord, TaskState};
+    ///
+    /// let done = TaskRecord { state: TaskState::Success, try_number: 1, ..Default::default() };
+    /// let states = RunTaskStates::from_tasks([("b", &done), ("a", &TaskRecord::default())]);
+    /// assert_eq!(states.tasks[0].task_id, "a");
+    /// assert_eq!(states.tasks[1].state, TaskState::Success);
+    /// ```
+    pub fn from_tasks<'a>(tasks: impl IntoIterator<Item = (&'a str, &'a TaskRecord)>) -> Self {
+        let mut states = RunTaskStates::default();
+        for (task_id, t) in tasks {
+            states.tasks.push(TaskSummary {
+                task_id: task_id.to_owned(),
+                state: t.state,
+                try_number: t.try_number,
+            });
+            states.first_start = match (states.first_start, t.start_date) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            states.last_end = states.last_end.max(t.end_date);
+        }
+        states
+            .tasks
+            .sort_unstable_by(|a, b| a.task_id.cmp(&b.task_id));
+        states
+    }
+}
+
+/// One task instance's state, in a [`RunTaskStates`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// Task id.
+    pub task_id: String,
+    /// State.
+    pub state: TaskState,
+    /// Attempts started.
+    pub try_number: u32,
+}
+
 /// One task state change, for [`RunStore::set_task_states`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskStateChange<'a> {
@@ -183,6 +240,15 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
     async fn finish_run(&self, run: &RunKey, state: RunState) -> Result<()>;
     /// Everything stored about a run.
     async fn load_run(&self, run: &RunKey) -> Result<Option<StoredRun>>;
+    /// Each task's state in `run` and the run's first start and last end, or `None` for an
+    /// unknown run; what [`RunTaskStates::from_tasks`] makes of [`RunStore::load_run`] (the default),
+    /// which stores override to read less.
+    async fn load_task_states(&self, run: &RunKey) -> Result<Option<RunTaskStates>> {
+        Ok(self
+            .load_run(run)
+            .await?
+            .map(|r| RunTaskStates::from_tasks(r.tasks.iter().map(|(id, t)| (id.as_str(), t)))))
+    }
     /// Every run of `dag_id`, oldest logical date first (ties by run id).
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>>;
     /// The same task's instance in the DAG's previous run (the run with the latest logical date

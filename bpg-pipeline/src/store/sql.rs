@@ -165,6 +165,14 @@ pub(crate) const SELECT_RUN: &str = "SELECT dag_id, run_id, logical_date, params
 pub(crate) const SELECT_TASKS: &str = "SELECT task_id, state, try_number, start_date, end_date
     FROM task_instances WHERE dag_id = $1 AND run_id = $2";
 
+pub(crate) const SELECT_TASK_STATES: &str = "SELECT task_id, state, try_number
+    FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id";
+
+/// Times are stored in one fixed-width UTC format ([`time_text`]), so their text order is their
+/// time order (SQLite compares text bytewise).
+pub(crate) const SELECT_TASK_SPAN: &str = "SELECT MIN(start_date), MAX(end_date)
+    FROM task_instances WHERE dag_id = $1 AND run_id = $2";
+
 pub(crate) const SELECT_SUBMISSIONS: &str = "SELECT task_id, connection, try_number, submission
     FROM submissions WHERE dag_id = $1 AND run_id = $2
     ORDER BY task_id, try_number";
@@ -206,8 +214,8 @@ pub(crate) fn parse_optional_time(
 }
 
 pub(crate) fn parse_task_state(store: &str, text: &str) -> Result<TaskState> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| corrupt(store, format!("unknown task state {text:?}")))
+    text.parse()
+        .map_err(|e: crate::UnknownState| corrupt(store, e.to_string()))
 }
 
 pub(crate) fn parse_run_state(store: &str, text: &str) -> Result<RunState> {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bpg_core::{Error, IdempotencyKey, Result};
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::sql;
 use super::{
-    RunKey, RunRecord, RunStore, StoredRun, SubmissionRecord, TaskRecord, TaskStateChange,
+    RunKey, RunRecord, RunStore, RunTaskStates, StoredRun, SubmissionRecord, TaskRecord,
+    TaskStateChange, TaskSummary,
 };
 use crate::events::{RunState, TaskState};
 
@@ -21,7 +22,8 @@ use crate::events::{RunState, TaskState};
 /// Every call is one transaction, committed before it returns, in WAL mode with
 /// `synchronous = FULL`: a runner killed at any point (even `SIGKILL`) leaves the file with every
 /// state change, submission and XCom value that was acknowledged, and nothing half-written. The
-/// schema is versioned (table `schema_version`) and migrated forward on open.
+/// schema is versioned (table `schema_version`) and migrated forward on open. Reads go through
+/// read-only connections of their own, so they wait neither for writes nor for each other.
 ///
 /// ```
 /// use bpg_pipeline::{RunKey, RunRecord, RunState, RunStore, SqliteRunStore};
@@ -52,8 +54,14 @@ struct Inner {
     path: PathBuf,
     /// The path as errors show it.
     name: String,
+    /// The one connection that writes.
     conn: Mutex<Connection>,
+    /// Idle read-only connections; a read takes one (or opens one) and gives it back.
+    readers: Mutex<Vec<Connection>>,
 }
+
+/// Read-only connections kept open between reads (more are opened while reads overlap).
+const IDLE_READERS: usize = 4;
 
 impl std::fmt::Debug for SqliteRunStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,6 +107,7 @@ impl SqliteRunStore {
                 path,
                 name,
                 conn: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -136,10 +145,62 @@ impl SqliteRunStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &str) -> std::result::Result<T, CallError> + Send + 'static,
     {
+        self.blocking(move |inner| {
+            let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn, &inner.name)
+        })
+        .await
+    }
+
+    /// Runs `f` in a read transaction (one snapshot) on a read-only connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &str) -> std::result::Result<T, CallError>
+            + Send
+            + 'static,
+    {
+        self.blocking(move |inner| {
+            let idle = inner
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    conn
+                }
+            };
+            let value = {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let value = f(&tx, &inner.name)?;
+                tx.finish()?;
+                value
+            };
+            let mut idle = inner.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` on the blocking pool; errors name the store.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> std::result::Result<T, CallError> + Send + 'static,
+    {
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn, &inner.name).map_err(|e| e.into_error(&inner.name, is_temporary))
+            f(&inner).map_err(|e| e.into_error(&inner.name, is_temporary))
         })
         .await;
         match joined {
@@ -216,6 +277,8 @@ struct Statements {
     finish_run: String,
     select_run: String,
     select_tasks: String,
+    select_task_states: String,
+    select_task_span: String,
     select_submissions: String,
     select_xcom: String,
     list_runs: String,
@@ -233,6 +296,8 @@ fn statements() -> &'static Statements {
         finish_run: sqlite(sql::FINISH_RUN),
         select_run: sqlite(sql::SELECT_RUN),
         select_tasks: sqlite(sql::SELECT_TASKS),
+        select_task_states: sqlite(sql::SELECT_TASK_STATES),
+        select_task_span: sqlite(sql::SELECT_TASK_SPAN),
         select_submissions: sqlite(sql::SELECT_SUBMISSIONS),
         select_xcom: sqlite(sql::SELECT_XCOM),
         list_runs: sqlite(sql::LIST_RUNS),
@@ -412,7 +477,7 @@ impl RunStore for SqliteRunStore {
 
     async fn load_run(&self, run: &RunKey) -> Result<Option<StoredRun>> {
         let key = run.clone();
-        self.transaction(move |tx, name| {
+        self.read(move |tx, name| {
             let s = statements();
             let row = tx
                 .prepare_cached(&s.select_run)?
@@ -488,10 +553,51 @@ impl RunStore for SqliteRunStore {
         .await
     }
 
+    async fn load_task_states(&self, run: &RunKey) -> Result<Option<RunTaskStates>> {
+        let key = run.clone();
+        self.read(move |tx, name| {
+            let s = statements();
+            let found = tx
+                .prepare_cached(&s.run_exists)?
+                .query_row(params![key.dag_id, key.run_id], |_| Ok(()))
+                .optional()?;
+            if found.is_none() {
+                return Ok(None);
+            }
+            let mut tasks = Vec::new();
+            let mut statement = tx.prepare_cached(&s.select_task_states)?;
+            let mut rows = statement.query(params![key.dag_id, key.run_id])?;
+            while let Some(r) = rows.next()? {
+                // Borrowed: the state text is matched in place, not copied.
+                let state = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                tasks.push(TaskSummary {
+                    task_id: r.get(0)?,
+                    state: sql::parse_task_state(name, state)?,
+                    try_number: sql::try_number(name, r.get(2)?)?,
+                });
+            }
+            let (first, last) = tx.prepare_cached(&s.select_task_span)?.query_row(
+                params![key.dag_id, key.run_id],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
+            )?;
+            Ok(Some(RunTaskStates {
+                tasks,
+                first_start: sql::parse_optional_time(name, first)?,
+                last_end: sql::parse_optional_time(name, last)?,
+            }))
+        })
+        .await
+    }
+
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {
         let dag_id = dag_id.to_owned();
-        self.call(move |conn, name| {
-            let mut statement = conn.prepare_cached(&statements().list_runs)?;
+        self.read(move |tx, name| {
+            let mut statement = tx.prepare_cached(&statements().list_runs)?;
             let rows = statement.query_map(params![dag_id], read_run_row)?;
             let mut runs = Vec::new();
             for row in rows {
@@ -509,7 +615,7 @@ impl RunStore for SqliteRunStore {
     ) -> Result<Option<TaskRecord>> {
         let key = run.clone();
         let task_id = task_id.to_owned();
-        self.transaction(move |tx, name| {
+        self.read(move |tx, name| {
             require_run(tx, &key)?;
             let row = tx
                 .prepare_cached(&statements().previous_task)?

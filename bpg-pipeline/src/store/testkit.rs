@@ -147,11 +147,37 @@ async fn records_a_run_and_reads_it_back(store: &dyn RunStore, dag: &str) {
     assert_eq!(spark.state, TaskState::Success);
     assert_eq!(spark.start_date, Some(started), "finishing keeps the start");
     assert!(spark.end_date.unwrap() >= started);
+    task_states_agree_with_the_run(store, &k).await;
+}
+
+/// [`RunStore::load_task_states`] says what [`RunStore::load_run`] says, in task id order.
+async fn task_states_agree_with_the_run(store: &dyn RunStore, k: &RunKey) {
+    let stored = store.load_run(k).await.unwrap().expect("the run");
+    let states = store.load_task_states(k).await.unwrap().expect("the run");
+    let ids: Vec<&str> = states.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        stored.tasks.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    for t in &states.tasks {
+        let record = &stored.tasks[&t.task_id];
+        assert_eq!(
+            (t.state, t.try_number),
+            (record.state, record.try_number),
+            "{}",
+            t.task_id
+        );
+    }
+    let starts = stored.tasks.values().filter_map(|t| t.start_date);
+    assert_eq!(states.first_start, starts.min());
+    let ends = stored.tasks.values().filter_map(|t| t.end_date);
+    assert_eq!(states.last_end, ends.max());
 }
 
 async fn unknown_runs_are_not_found(store: &dyn RunStore, dag: &str) {
     let k = key(dag, "nope");
     assert!(store.load_run(&k).await.unwrap().is_none());
+    assert!(store.load_task_states(&k).await.unwrap().is_none());
     let not_found = |r: bpg_core::Result<()>| matches!(r, Err(Error::NotFound { .. }));
     assert!(not_found(
         store.set_task_state(&k, "a", TaskState::Running, 1).await
@@ -254,6 +280,7 @@ async fn retries_move_the_timestamps_and_keep_every_submission(store: &dyn RunSt
         .unwrap();
     let same = store.load_run(&k).await.unwrap().unwrap().tasks["spark"].clone();
     assert_eq!(same.start_date, second.start_date);
+    task_states_agree_with_the_run(store, &k).await;
 }
 
 async fn runs_are_listed_by_logical_date(store: &dyn RunStore, dag: &str) {
