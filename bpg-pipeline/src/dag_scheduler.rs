@@ -313,7 +313,8 @@ impl SchedulerHandle {
     }
 
     /// Pauses or unpauses a DAG, as Airflow's `is_paused`: a paused DAG creates no scheduled runs
-    /// and starts no queued ones; runs already going go on.
+    /// and starts no queued ones; runs already going go on. The pause is recorded in the run
+    /// store, so a scheduler started again on the same store keeps it.
     pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
         let dag_id = dag_id.to_owned();
         self.ask(|reply| Command::Pause {
@@ -576,7 +577,9 @@ impl DagScheduler {
         self
     }
 
-    /// Starts with `dag_id` paused (see [`SchedulerHandle::set_paused`]).
+    /// Starts with `dag_id` paused (see [`SchedulerHandle::set_paused`]) unless the run store
+    /// holds a pause for it, which wins: as Airflow's `is_paused_upon_creation`, this is where a
+    /// DAG starts, not what it is forced to.
     pub fn paused(self, dag_id: impl Into<String>) -> Self {
         self.shared
             .lock()
@@ -640,6 +643,18 @@ impl DagScheduler {
             join: JoinSet::new(),
             tokens: HashMap::new(),
         };
+        // A pause set through a handle outlives the process; the builder's `paused` holds for
+        // DAGs the store has no pause for.
+        for (dag_id, paused) in ctx.store.dag_pauses().await? {
+            if by_id.contains_key(&dag_id) {
+                let mut shared = ctx.lock();
+                if paused {
+                    shared.paused.insert(dag_id);
+                } else {
+                    shared.paused.remove(&dag_id);
+                }
+            }
+        }
         let mut slots = Vec::with_capacity(dags.len());
         for (index, dag) in dags.into_iter().enumerate() {
             let runs = ctx.store.list_runs(&dag.dag.dag_id).await?;
@@ -809,14 +824,18 @@ impl Context {
                 paused,
                 reply,
             } => {
-                let answer = known(&dag_id).map(|_| {
-                    let mut shared = self.lock();
-                    if paused {
-                        shared.paused.insert(dag_id);
-                    } else {
-                        shared.paused.remove(&dag_id);
-                    }
-                });
+                let answer = match known(&dag_id) {
+                    // Stored first: a pause the store did not take is not made.
+                    Ok(_) => self.store.set_dag_paused(&dag_id, paused).await.map(|()| {
+                        let mut shared = self.lock();
+                        if paused {
+                            shared.paused.insert(dag_id);
+                        } else {
+                            shared.paused.remove(&dag_id);
+                        }
+                    }),
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(answer);
             }
             Command::Cancel { key, reply } => {

@@ -384,3 +384,77 @@ fn a_pipeline_folder_loads_every_dag_and_reports_every_problem() {
         .to_string();
     assert!(missing.contains("nope"), "{missing}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_set_through_the_handle_outlives_the_scheduler() {
+    let probe = Arc::new(Probe::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn RunStore> = Arc::new(
+        SqliteRunStore::open(dir.path().join("runs.db"))
+            .await
+            .unwrap(),
+    );
+    let dag = || {
+        ScheduledDag::new(daily_dag(&probe, HOUR))
+            .unwrap()
+            .start_date(day(1))
+            .catchup(true)
+    };
+
+    // Paused before its first interval ends: no run is made, and the pause is stored.
+    let first = DagScheduler::new(Backends::new())
+        .store(store.clone())
+        .start_time(day(1))
+        .dag(dag());
+    let handle = first.handle();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(first.run(stop.clone()));
+    handle.set_paused("daily", true).await.unwrap();
+    assert!(handle.is_paused("daily"));
+    let err = handle.set_paused("nightly", true).await.unwrap_err();
+    assert!(err.to_string().contains("nightly"), "{err}");
+    tokio::time::sleep(30 * HOUR).await;
+    stop.cancel();
+    service.await.unwrap().unwrap();
+    assert!(
+        logical_dates(&*store).await.is_empty(),
+        "a paused DAG made runs"
+    );
+    assert_eq!(store.dag_pauses().await.unwrap().get("daily"), Some(&true));
+    assert!(!store.dag_pauses().await.unwrap().contains_key("nightly"));
+
+    // A new scheduler on the same store, days later, starts with the DAG paused and runs
+    // nothing.
+    let again = DagScheduler::new(Backends::new())
+        .store(store.clone())
+        .start_time(day(5))
+        .dag(dag());
+    let handle = again.handle();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(again.run(stop.clone()));
+    tokio::time::sleep(30 * HOUR).await;
+    assert!(handle.is_paused("daily"));
+    assert!(
+        logical_dates(&*store).await.is_empty(),
+        "a paused DAG made runs"
+    );
+
+    // Unpaused: the missed intervals run, and the next scheduler starts unpaused, even when
+    // its builder says paused (the stored setting wins, as Airflow's is_paused_upon_creation).
+    handle.set_paused("daily", false).await.unwrap();
+    tokio::time::sleep(2 * HOUR).await;
+    stop.cancel();
+    service.await.unwrap().unwrap();
+    assert!(!logical_dates(&*store).await.is_empty());
+    let third = DagScheduler::new(Backends::new())
+        .store(store.clone())
+        .dag(dag())
+        .paused("daily");
+    let handle = third.handle();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(third.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!handle.is_paused("daily"));
+    stop.cancel();
+    service.await.unwrap().unwrap();
+}

@@ -986,7 +986,7 @@ async fn ui_files_and_views() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn runs_and_logs_outlive_a_restart() {
+async fn runs_logs_and_pauses_outlive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
     let keep = dir.path().to_owned();
@@ -1005,6 +1005,9 @@ async fn runs_and_logs_outlive_a_restart() {
             ),
             None,
         )
+        .await;
+    let dag_uri = format!("/api/v2/dags/{HEALTHTECH}");
+    env.ok(Method::PATCH, &dag_uri, Some(json!({"is_paused": true})))
         .await;
     // Stop the scheduler; keep its directory.
     let Env {
@@ -1043,5 +1046,10 @@ async fn runs_and_logs_outlive_a_restart() {
         .await;
     assert_eq!(after["content"], before["content"]);
     assert!(keep.join("logs").exists());
+    assert_eq!(
+        again.ok(Method::GET, &dag_uri, None).await["is_paused"],
+        true,
+        "the pause outlives the restart"
+    );
     again.stop().await;
 }

@@ -1,6 +1,6 @@
 //! [`InMemoryRunStore`]: the default run store, for runs that need not survive the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -17,6 +17,7 @@ use crate::events::{RunState, TaskState};
 #[derive(Debug, Default)]
 pub struct InMemoryRunStore {
     runs: Mutex<HashMap<RunKey, RunData>>,
+    pauses: Mutex<BTreeMap<String, bool>>,
 }
 
 #[derive(Debug)]
@@ -156,6 +157,20 @@ impl RunStore for InMemoryRunStore {
         Ok(runs
             .get(run)
             .map(|r| RunTaskStates::from_tasks(r.tasks.iter().map(|(id, t)| (id.as_str(), t)))))
+    }
+
+    async fn set_dag_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        let mut pauses = self.pauses.lock().unwrap_or_else(PoisonError::into_inner);
+        pauses.insert(dag_id.to_owned(), paused);
+        Ok(())
+    }
+
+    async fn dag_pauses(&self) -> Result<BTreeMap<String, bool>> {
+        Ok(self
+            .pauses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {

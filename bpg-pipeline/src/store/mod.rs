@@ -249,6 +249,11 @@ pub trait RunStore: Send + Sync + fmt::Debug + 'static {
             .await?
             .map(|r| RunTaskStates::from_tasks(r.tasks.iter().map(|(id, t)| (id.as_str(), t)))))
     }
+    /// Records whether `dag_id` is paused (see [`crate::SchedulerHandle::set_paused`]), so a
+    /// scheduler started again on this store keeps it.
+    async fn set_dag_paused(&self, dag_id: &str, paused: bool) -> Result<()>;
+    /// Every DAG whose pause was recorded, with it.
+    async fn dag_pauses(&self) -> Result<BTreeMap<String, bool>>;
     /// Every run of `dag_id`, oldest logical date first (ties by run id).
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>>;
     /// The same task's instance in the DAG's previous run (the run with the latest logical date

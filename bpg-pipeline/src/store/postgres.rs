@@ -452,6 +452,25 @@ impl RunStore for PostgresRunStore {
         })
     }
 
+    async fn set_dag_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        in_transaction!(self, |tx, _name| {
+            let now = sql::time_text(Utc::now());
+            tx.execute(sql::SET_DAG_PAUSED, &[&dag_id, &i64::from(paused), &now])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn dag_pauses(&self) -> Result<BTreeMap<String, bool>> {
+        in_transaction!(self, |tx, _name| {
+            let rows = tx.query(sql::DAG_PAUSES, &[]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| (row.get(0), row.get::<_, i64>(1) != 0))
+                .collect())
+        })
+    }
+
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {
         in_transaction!(self, |tx, name| {
             let rows = tx.query(sql::LIST_RUNS, &[&dag_id]).await?;

@@ -87,6 +87,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (dag_id, run_id, task_id, key),
         FOREIGN KEY (dag_id, run_id) REFERENCES dag_runs (dag_id, run_id) ON DELETE CASCADE
     );",
+    // 2: a DAG's pause, as set through the scheduler (1 paused, 0 not).
+    "CREATE TABLE dag_pauses (
+        dag_id TEXT PRIMARY KEY,
+        is_paused BIGINT NOT NULL,
+        updated_at TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.
@@ -158,6 +164,14 @@ pub(crate) const PUT_XCOM: &str = "INSERT INTO xcom (dag_id, run_id, task_id, ke
 
 pub(crate) const FINISH_RUN: &str =
     "UPDATE dag_runs SET state = $3, end_date = $4 WHERE dag_id = $1 AND run_id = $2";
+
+pub(crate) const SET_DAG_PAUSED: &str = "INSERT INTO dag_pauses (dag_id, is_paused, updated_at)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (dag_id) DO UPDATE SET
+        is_paused = excluded.is_paused,
+        updated_at = excluded.updated_at";
+
+pub(crate) const DAG_PAUSES: &str = "SELECT dag_id, is_paused FROM dag_pauses";
 
 pub(crate) const SELECT_RUN: &str = "SELECT dag_id, run_id, logical_date, params, state
     FROM dag_runs WHERE dag_id = $1 AND run_id = $2";

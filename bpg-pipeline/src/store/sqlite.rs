@@ -283,6 +283,8 @@ struct Statements {
     select_xcom: String,
     list_runs: String,
     previous_task: String,
+    set_dag_paused: String,
+    dag_pauses: String,
 }
 
 fn statements() -> &'static Statements {
@@ -302,6 +304,8 @@ fn statements() -> &'static Statements {
         select_xcom: sqlite(sql::SELECT_XCOM),
         list_runs: sqlite(sql::LIST_RUNS),
         previous_task: sqlite(sql::PREVIOUS_TASK),
+        set_dag_paused: sqlite(sql::SET_DAG_PAUSED),
+        dag_pauses: sqlite(sql::DAG_PAUSES),
     })
 }
 
@@ -594,6 +598,29 @@ impl RunStore for SqliteRunStore {
         .await
     }
 
+    async fn set_dag_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+        let dag_id = dag_id.to_owned();
+        self.transaction(move |tx, _| {
+            tx.prepare_cached(&statements().set_dag_paused)?
+                .execute(params![
+                    dag_id,
+                    i64::from(paused),
+                    sql::time_text(Utc::now())
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dag_pauses(&self) -> Result<BTreeMap<String, bool>> {
+        self.read(|tx, _| {
+            let mut statement = tx.prepare_cached(&statements().dag_pauses)?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn list_runs(&self, dag_id: &str) -> Result<Vec<RunRecord>> {
         let dag_id = dag_id.to_owned();
         self.read(move |tx, name| {
@@ -689,6 +716,34 @@ mod tests {
             e.contains(&format!("schema version {}", sql::SCHEMA_VERSION + 1)),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_of_the_first_schema_is_migrated_with_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        // What the first release wrote: schema 1, one run.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(sql::CREATE_SCHEMA_VERSION, []).unwrap();
+        conn.execute_batch(sql::MIGRATIONS[0]).unwrap();
+        conn.execute(&sqlite(sql::RECORD_VERSION), params![1, "then"])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO dag_runs VALUES ('daily', 'manual__1', '2025-01-01T00:00:00.000000Z',
+                '{}', 'success', '2025-01-01T00:00:00.000000Z', NULL)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteRunStore::open(&path).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), sql::SCHEMA_VERSION);
+        let runs = store.list_runs("daily").await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].state, RunState::Success);
+        assert!(store.dag_pauses().await.unwrap().is_empty());
+        store.set_dag_paused("daily", true).await.unwrap();
+        assert!(store.dag_pauses().await.unwrap()["daily"]);
     }
 
     #[tokio::test]

@@ -80,6 +80,19 @@ pub async fn run_store_suite(store: Arc<dyn RunStore>, dag: &str) {
     retries_move_the_timestamps_and_keep_every_submission(&*store, &format!("{dag}_retry")).await;
     runs_are_listed_by_logical_date(&*store, &format!("{dag}_list")).await;
     previous_task_instance_follows_logical_dates(&*store, &format!("{dag}_past")).await;
+    pauses_are_kept_per_dag(&*store, &format!("{dag}_pause")).await;
+}
+
+async fn pauses_are_kept_per_dag(store: &dyn RunStore, dag: &str) {
+    let (paused, unpaused, never) = (format!("{dag}_a"), format!("{dag}_b"), format!("{dag}_c"));
+    store.set_dag_paused(&paused, true).await.unwrap();
+    store.set_dag_paused(&unpaused, true).await.unwrap();
+    store.set_dag_paused(&unpaused, false).await.unwrap();
+    store.set_dag_paused(&paused, true).await.unwrap();
+    let pauses = store.dag_pauses().await.unwrap();
+    assert_eq!(pauses.get(&paused), Some(&true));
+    assert_eq!(pauses.get(&unpaused), Some(&false), "the last setting wins");
+    assert_eq!(pauses.get(&never), None, "a DAG never set has no entry");
 }
 
 async fn records_a_run_and_reads_it_back(store: &dyn RunStore, dag: &str) {
