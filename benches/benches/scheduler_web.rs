@@ -119,7 +119,23 @@ fn main() {
                 .len()
         };
         let bytes = rt.block_on(get(app.clone()));
-        eprintln!("{name}: {bytes} bytes of JSON");
+        let gzipped = rt.block_on(async {
+            let r = app
+                .clone()
+                .oneshot(
+                    Request::get("/ui/api/grid/big?runs=25")
+                        .header("accept-encoding", "gzip")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .len()
+        });
+        eprintln!("{name}: {bytes} bytes of JSON, {gzipped} gzipped");
         // Cold: a fresh server, every run read from the store.
         g.bench_function(format!("{name}_cold"), |b| {
             b.to_async(&rt).iter_batched(

@@ -255,5 +255,8 @@ fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_caller,
         ))
+        // gzip when asked (`Accept-Encoding`); its default predicate leaves out event streams,
+        // so live logs are not held back in a compressor's buffer.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }

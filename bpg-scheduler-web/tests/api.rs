@@ -547,10 +547,12 @@ async fn logs_pages_tail_text_and_stream() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // The stream of a finished try: every line, then `end`.
+    // The stream of a finished try: every line, then `end`; never gzipped, even when asked
+    // (a compressor would hold live lines back).
     let (status, events) = env
         .send(
             Request::get(format!("{logs}/1/stream"))
+                .header(header::ACCEPT_ENCODING, "gzip")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -975,6 +977,25 @@ async fn ui_files_and_views() {
     assert_eq!(grid["tasks"].as_array().unwrap().len(), 5);
     assert_eq!(grid["tasks"][3]["upstream"], json!([1, 2]));
     assert_eq!(grid["runs"][0]["states"], "sssss");
+    // gzipped for a client that asks.
+    let response = env
+        .app
+        .clone()
+        .oneshot(
+            Request::get(format!("/ui/api/grid/{HEALTHTECH}"))
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut json).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), grid);
     assert_eq!(env.get("/ui/api/grid/nope").await.0, StatusCode::NOT_FOUND);
     assert_eq!(
         env.get(&format!("/ui/api/grid/{HEALTHTECH}?runs=x"))
