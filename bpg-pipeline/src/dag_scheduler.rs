@@ -271,6 +271,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn set_paused(&mut self, dag_id: String, paused: bool) {
+        if paused {
+            self.paused.insert(dag_id);
+        } else {
+            self.paused.remove(&dag_id);
+        }
+    }
+
     fn is_queued(&self, key: &RunKey) -> bool {
         self.queued
             .get(&key.dag_id)
@@ -584,8 +592,7 @@ impl DagScheduler {
         self.shared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .paused
-            .insert(dag_id.into());
+            .set_paused(dag_id.into(), true);
         self
     }
 
@@ -647,12 +654,7 @@ impl DagScheduler {
         // DAGs the store has no pause for.
         for (dag_id, paused) in ctx.store.dag_pauses().await? {
             if by_id.contains_key(&dag_id) {
-                let mut shared = ctx.lock();
-                if paused {
-                    shared.paused.insert(dag_id);
-                } else {
-                    shared.paused.remove(&dag_id);
-                }
+                ctx.lock().set_paused(dag_id, paused);
             }
         }
         let mut slots = Vec::with_capacity(dags.len());
@@ -826,14 +828,11 @@ impl Context {
             } => {
                 let answer = match known(&dag_id) {
                     // Stored first: a pause the store did not take is not made.
-                    Ok(_) => self.store.set_dag_paused(&dag_id, paused).await.map(|()| {
-                        let mut shared = self.lock();
-                        if paused {
-                            shared.paused.insert(dag_id);
-                        } else {
-                            shared.paused.remove(&dag_id);
-                        }
-                    }),
+                    Ok(_) => self
+                        .store
+                        .set_dag_paused(&dag_id, paused)
+                        .await
+                        .map(|()| self.lock().set_paused(dag_id, paused)),
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(answer);

@@ -27,6 +27,13 @@ pub(crate) struct Listed {
     pub(crate) order: usize,
 }
 
+impl Listed {
+    /// Ended: neither queued nor running.
+    pub(crate) fn is_finished(&self) -> bool {
+        !matches!(self.state, "running" | "queued")
+    }
+}
+
 /// What the scheduler holds of a run: queued, or going (a run is going before its runner has
 /// stored it).
 #[derive(Default)]

@@ -202,8 +202,7 @@ async fn grid(
     // at once (SQLite reads run side by side).
     let loads = all.iter().map(|r| {
         let (state, graph, dag_id) = (state.clone(), entry.graph.clone(), dag_id.clone());
-        let (run_id, stored) = (r.run_id.clone(), r.stored);
-        let finished = !matches!(r.state, "running" | "queued");
+        let (run_id, stored, finished) = (r.run_id.clone(), r.stored, r.is_finished());
         async move {
             if let Some(column) = finished.then(|| cached(&state, &dag_id, &run_id)).flatten() {
                 return Ok::<_, ApiError>(column);
@@ -229,14 +228,13 @@ async fn grid(
         .await?;
     let mut runs = Vec::with_capacity(all.len());
     for (r, column) in all.iter().zip(columns) {
-        let finished = !matches!(r.state, "running" | "queued");
         runs.push(json!({
             "dag_run_id": r.run_id,
             "state": r.state,
             "run_type": if bpg_pipeline::schedule::is_scheduled_run_id(&r.run_id) { "scheduled" } else { "manual" },
             "logical_date": model::ts(r.logical_date),
             "start_date": column.start.map(model::ts),
-            "end_date": if finished { column.end.map(model::ts) } else { None },
+            "end_date": if r.is_finished() { column.end.map(model::ts) } else { None },
             "states": column.states,
         }));
     }

@@ -129,6 +129,13 @@ function listen(r, target, ev, fn, opt) {
   target.addEventListener(ev, fn, opt);
   r.off.push(() => target.removeEventListener(ev, fn, opt));
 }
+// The grid view's JSON (`/ui/api/grid/{dag}`), with its lists always present.
+function gridOf(text) {
+  const g = JSON.parse(text);
+  g.tasks = g.tasks || [];
+  g.runs = g.runs || [];
+  return g;
+}
 // A self-rescheduling refresh: fn returns the delay until the next call. Calling the returned
 // function refreshes now (coalescing with a refresh in flight).
 function poller(r, fn) {
@@ -461,9 +468,7 @@ function gridView({ r, d, view, run, setRun }) {
     const t = await req("GET", A.grid(d), undefined, { signal: r.ac.signal, text: true });
     if (t !== last) {
       last = t;
-      data = JSON.parse(t);
-      data.tasks = data.tasks || [];
-      data.runs = data.runs || [];
+      data = gridOf(t);
       cols = data.runs.slice().reverse();
       rids = cols.map((x) => esc(x.dag_run_id));
       computeRows();
@@ -568,9 +573,7 @@ function graphView({ r, d, view, run, setRun }) {
     const t = await req("GET", A.grid(d), undefined, { signal: r.ac.signal, text: true });
     if (t !== last) {
       last = t;
-      data = JSON.parse(t);
-      data.tasks = data.tasks || [];
-      data.runs = data.runs || [];
+      data = gridOf(t);
       const ns = JSON.stringify(data.tasks);
       if (ns !== sig) { sig = ns; nodes = layoutGraph(data.tasks, gc); }
       optSig = runOptions(rs, data.runs, sel, optSig);
